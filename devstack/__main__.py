@@ -1,0 +1,138 @@
+"""`python -m devstack up|down|status|env`: the project's local stack.
+
+`up` starts MariaDB (unless TIDB_HOST points at an existing TiDB/MySQL server) and Redis on free
+loopback ports with their data under `.stack/`, waits until both answer, writes `.stack/env`
+(shell exports of the connection settings) and prints it. Running `up` twice reuses what runs.
+`down` stops both. `env` prints the exports of a running stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
+
+from devstack import MariaDB, Redis, ServiceError, feast_redis_connection_string
+
+ROOT = Path(__file__).resolve().parent.parent
+STACK = Path(os.environ.get("STACK_DIR", ROOT / ".stack"))
+STATE = STACK / "state.json"
+ENV_FILE = STACK / "env"
+
+
+def _load_state() -> dict:
+    return json.loads(STATE.read_text()) if STATE.exists() else {}
+
+
+def _services(state: dict) -> tuple[MariaDB, Redis]:
+    db = state.get("mariadb", {})
+    mariadb = MariaDB(STACK / "mariadb", port=db.get("port", 0), password=db.get("password", ""))
+    redis = Redis(STACK / "redis", port=state.get("redis", {}).get("port", 0))
+    return mariadb, redis
+
+
+def _write_env(env: dict[str, str]) -> None:
+    lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+    ENV_FILE.write_text("\n".join(lines) + "\n")
+    ENV_FILE.chmod(0o600)
+
+
+def up() -> int:
+    STACK.mkdir(parents=True, exist_ok=True)
+    state = _load_state()
+    mariadb, redis = _services(state)
+    env: dict[str, str] = {}
+    if os.environ.get("TIDB_HOST") and not state.get("mariadb"):
+        print(
+            f"TIDB_HOST={os.environ['TIDB_HOST']} is set: using that server, not starting MariaDB."
+        )
+        env.update(
+            {
+                k: os.environ.get(k, "")
+                for k in ("TIDB_HOST", "TIDB_PORT", "TIDB_USER", "TIDB_PASSWORD", "TIDB_DATABASE")
+            }
+        )
+    else:
+        if mariadb.is_running():
+            print(f"MariaDB already running on 127.0.0.1:{mariadb.port}")
+        else:
+            mariadb.port = 0  # take a fresh free port: the old one may be taken now
+            print("Starting MariaDB (TiDB stand-in) ...", flush=True)
+            mariadb.start()
+            print(f"MariaDB ready on 127.0.0.1:{mariadb.port} (data in {mariadb.data_dir})")
+        state["mariadb"] = {"port": mariadb.port, "password": mariadb.password}
+        env.update(mariadb.env())
+    if redis.is_running():
+        print(f"Redis already running on 127.0.0.1:{redis.port}")
+    else:
+        redis.port = 0
+        print("Starting Redis ...", flush=True)
+        redis.start()
+        print(f"Redis ready on 127.0.0.1:{redis.port}")
+    state["redis"] = {"port": redis.port}
+    env["REDIS_URL"] = redis.url
+    env["REDIS_CONNECTION_STRING"] = feast_redis_connection_string(redis.url)
+    STATE.write_text(json.dumps(state))
+    STATE.chmod(0o600)
+    _write_env(env)
+    print(f"\nConnection settings (also in {ENV_FILE}):")
+    print(ENV_FILE.read_text())
+    return 0
+
+
+def down() -> int:
+    state = _load_state()
+    if not state:
+        print("No local stack is running.")
+        return 0
+    mariadb, redis = _services(state)
+    if state.get("mariadb"):
+        mariadb.stop()
+        print("MariaDB stopped.")
+    redis.stop()
+    print("Redis stopped.")
+    STATE.unlink(missing_ok=True)
+    ENV_FILE.unlink(missing_ok=True)
+    return 0
+
+
+def status() -> int:
+    state = _load_state()
+    mariadb, redis = _services(state)
+    ok = True
+    if state.get("mariadb"):
+        up_ = mariadb.is_running()
+        ok &= up_
+        print(f"mariadb 127.0.0.1:{mariadb.port}: {'up' if up_ else 'DOWN'}")
+    up_ = bool(state.get("redis")) and redis.is_running()
+    ok &= up_
+    print(f"redis   127.0.0.1:{redis.port}: {'up' if up_ else 'DOWN'}")
+    return 0 if ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m devstack",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("command", choices=["up", "down", "status", "env"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "env":
+            if not ENV_FILE.exists():
+                print("No local stack: run `make up` first.", file=sys.stderr)
+                return 1
+            print(ENV_FILE.read_text(), end="")
+            return 0
+        return {"up": up, "down": down, "status": status}[args.command]()
+    except ServiceError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

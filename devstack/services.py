@@ -1,0 +1,304 @@
+"""Start and stop the real services the platform needs, on loopback, with data in a given folder.
+
+Used by `make up` / `make down` (through `python -m devstack`) and by the test fixtures, so the
+demo and the tests run on the same kind of servers. Nothing here is a fake: `mariadbd` and
+`redis-server` are the Debian binaries, started as child processes on free ports.
+
+Only the standard library is imported, so this runs before the project's own dependencies are
+importable.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+LOOPBACK = "127.0.0.1"
+
+
+class ServiceError(RuntimeError):
+    """A service could not be started or did not become ready."""
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def _require_binary(name: str, package: str) -> str:
+    path = shutil.which(name) or (
+        f"/usr/sbin/{name}" if Path(f"/usr/sbin/{name}").exists() else None
+    )
+    if not path:
+        raise ServiceError(
+            f"'{name}' is not installed. Install it with: sudo apt-get install -y {package} "
+            "(or run `make deps`)."
+        )
+    return path
+
+
+def _wait_until(check, what: str, timeout_s: float, log: Path | None = None) -> None:
+    """Poll `check()` with a bounded back-off until it returns True; raise with the log tail if not."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.02
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # the service is still starting
+            last_error = exc
+        time.sleep(delay)
+        delay = min(delay * 2, 0.5)
+    tail = ""
+    if log is not None and log.exists():
+        tail = "\n".join(log.read_text(errors="replace").splitlines()[-20:])
+    raise ServiceError(
+        f"{what} did not become ready in {timeout_s:.0f}s. {last_error or ''}\n{tail}"
+    )
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.settimeout(0.2)
+        return s.connect_ex((LOOPBACK, port)) == 0
+
+
+def _stop_pid(pid: int, timeout_s: float = 20.0) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        # Reap it if it is our child; ignore if it is not.
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        time.sleep(0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it and look again.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass
+    return True
+
+
+@dataclass
+class MariaDB:
+    """A MariaDB server (the MySQL-protocol stand-in for TiDB) in `data_dir` on a loopback port.
+
+    `start()` initialises the data dir on first use, starts `mariadbd`, waits until it accepts
+    connections, and creates `database` and a password-protected `user` for the platform.
+    """
+
+    data_dir: Path
+    port: int = 0
+    database: str = "feast"
+    user: str = "feast"
+    password: str = ""
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_dir / "mysqld.sock"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "mysqld.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "mysqld.log"
+
+    def start(self, timeout_s: float = 60.0) -> MariaDB:
+        mariadbd = _require_binary("mariadbd", "mariadb-server")
+        install_db = _require_binary("mariadb-install-db", "mariadb-server")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        self.password = self.password or secrets.token_urlsafe(18)
+        db_dir = self.data_dir / "db"
+        is_root = os.geteuid() == 0
+        user_args = ["--user=root"] if is_root else []
+        if not (db_dir / "mysql").exists():
+            subprocess.run(
+                [
+                    install_db,
+                    "--no-defaults",
+                    f"--datadir={db_dir}",
+                    "--skip-test-db",
+                    "--auth-root-authentication-method=socket",
+                    *user_args,
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+            )
+        cmd = [
+            mariadbd,
+            "--no-defaults",
+            f"--datadir={db_dir}",
+            f"--port={self.port}",
+            f"--bind-address={LOOPBACK}",
+            f"--socket={self.socket_path}",
+            f"--pid-file={self.pid_file}",
+            f"--log-error={self.log_file}",
+            "--skip-name-resolve",
+            "--character-set-server=utf8mb4",
+            "--collation-server=utf8mb4_bin",
+            "--default-time-zone=+00:00",
+            "--innodb-buffer-pool-size=512M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--max-allowed-packet=64M",
+            "--local-infile=0",
+            *user_args,
+        ]
+        with open(self.data_dir / "mysqld.stdout", "ab") as out:
+            subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        _wait_until(
+            lambda: self.socket_path.exists() and _port_open(self.port),
+            "mariadbd",
+            timeout_s,
+            self.log_file,
+        )
+        self._admin_sql(
+            f"CREATE DATABASE IF NOT EXISTS `{self.database}`;"
+            f"CREATE USER IF NOT EXISTS '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
+            f"ALTER USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
+            f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'127.0.0.1';"
+            "FLUSH PRIVILEGES;"
+        )
+        return self
+
+    def _admin_sql(self, sql: str) -> None:
+        client = _require_binary("mariadb", "mariadb-client")
+        subprocess.run(
+            [client, "--no-defaults", f"--socket={self.socket_path}", "-uroot", "-e", sql],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+
+    def stop(self) -> None:
+        if self.pid_file.exists():
+            pid = int(self.pid_file.read_text().strip() or 0)
+            if pid:
+                _stop_pid(pid)
+
+    def is_running(self) -> bool:
+        if not self.pid_file.exists():
+            return False
+        text = self.pid_file.read_text().strip()
+        return bool(text) and _pid_alive(int(text)) and _port_open(self.port)
+
+    def env(self) -> dict[str, str]:
+        return {
+            "TIDB_HOST": LOOPBACK,
+            "TIDB_PORT": str(self.port),
+            "TIDB_USER": self.user,
+            "TIDB_PASSWORD": self.password,
+            "TIDB_DATABASE": self.database,
+        }
+
+
+@dataclass
+class Redis:
+    """A `redis-server` in `data_dir` on a loopback port, persistence off (it is a cache of TiDB)."""
+
+    data_dir: Path
+    port: int = 0
+    _proc: subprocess.Popen | None = None
+
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "redis.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    def start(self, timeout_s: float = 30.0) -> Redis:
+        server = _require_binary("redis-server", "redis-server")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.port = self.port or free_port()
+        cmd = [
+            server,
+            "--bind",
+            LOOPBACK,
+            "--port",
+            str(self.port),
+            "--dir",
+            str(self.data_dir),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--pidfile",
+            str(self.pid_file),
+            "--logfile",
+            str(self.log_file),
+            "--daemonize",
+            "no",
+        ]
+        self._proc = subprocess.Popen(
+            cmd, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        _wait_until(lambda: self._ping(), "redis-server", timeout_s, self.log_file)
+        return self
+
+    def _ping(self) -> bool:
+        with socket.create_connection((LOOPBACK, self.port), timeout=0.5) as s:
+            s.sendall(b"PING\r\n")
+            return s.recv(16).startswith(b"+PONG")
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _stop_pid(self._proc.pid)
+            self._proc.wait(timeout=5)
+        elif self.pid_file.exists():
+            text = self.pid_file.read_text().strip()
+            if text:
+                _stop_pid(int(text))
+
+    def is_running(self) -> bool:
+        if not self.pid_file.exists():
+            return False
+        text = self.pid_file.read_text().strip()
+        return bool(text) and _pid_alive(int(text)) and _port_open(self.port)
+
+    @property
+    def url(self) -> str:
+        return f"redis://{LOOPBACK}:{self.port}/0"
+
+    def env(self) -> dict[str, str]:
+        return {"REDIS_URL": self.url, "REDIS_CONNECTION_STRING": f"{LOOPBACK}:{self.port},db=0"}

@@ -1,0 +1,45 @@
+"""TiDB offline store for Feast.
+
+feature_store.yaml:
+
+    offline_store:
+      type: providers.tidb.TiDBOfflineStore
+      host: ${TIDB_HOST}
+      port: ${TIDB_PORT}
+      user: ${TIDB_USER}
+      password: ${TIDB_PASSWORD}
+      database: ${TIDB_DATABASE}
+"""
+
+from providers.tidb.errors import (
+    InvalidEntityDataFrame,
+    InvalidIdentifier,
+    TiDBConfigError,
+    TiDBOfflineStoreError,
+    TiDBSavedDatasetExists,
+    TiDBSourceColumnNotFound,
+    TiDBSourceDefinitionError,
+    TiDBSourceNotFound,
+    TiDBWriteSchemaMismatch,
+)
+from providers.tidb.offline_store import TiDBOfflineStore, TiDBOfflineStoreConfig
+from providers.tidb.retrieval import TiDBRetrievalJob
+from providers.tidb.source import SavedDatasetTiDBStorage, TiDBLoggingDestination, TiDBSource
+
+__all__ = [
+    "InvalidEntityDataFrame",
+    "InvalidIdentifier",
+    "SavedDatasetTiDBStorage",
+    "TiDBConfigError",
+    "TiDBLoggingDestination",
+    "TiDBOfflineStore",
+    "TiDBOfflineStoreConfig",
+    "TiDBOfflineStoreError",
+    "TiDBRetrievalJob",
+    "TiDBSavedDatasetExists",
+    "TiDBSource",
+    "TiDBSourceColumnNotFound",
+    "TiDBSourceDefinitionError",
+    "TiDBSourceNotFound",
+    "TiDBWriteSchemaMismatch",
+]

@@ -1,0 +1,184 @@
+"""Connections to TiDB (or any MySQL-protocol server) with pymysql, and bounded batch writes."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pymysql
+import pymysql.cursors
+
+from providers.tidb import sql, types
+
+if TYPE_CHECKING:
+    from providers.tidb.offline_store import TiDBOfflineStoreConfig
+
+log = logging.getLogger(__name__)
+
+
+def connect_kwargs(cfg: TiDBOfflineStoreConfig) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "host": cfg.host,
+        "port": cfg.port,
+        "user": cfg.user,
+        "password": cfg.password or "",
+        "database": cfg.database,
+        "charset": "utf8mb4",
+        "autocommit": True,
+        "connect_timeout": cfg.connect_timeout_seconds,
+        "read_timeout": cfg.read_timeout_seconds,
+        "write_timeout": cfg.read_timeout_seconds,
+        # Every session reads and writes timestamps in UTC.
+        "init_command": "SET time_zone = '+00:00'",
+        "local_infile": False,
+    }
+    if cfg.tls:
+        ssl: dict[str, Any] = {}
+        if cfg.tls_ca:
+            ssl["ca"] = cfg.tls_ca
+        if cfg.tls_cert:
+            ssl["cert"] = cfg.tls_cert
+        if cfg.tls_key:
+            ssl["key"] = cfg.tls_key
+        ssl["check_hostname"] = cfg.tls_verify
+        kwargs["ssl"] = ssl
+        kwargs["ssl_verify_cert"] = cfg.tls_verify
+        kwargs["ssl_verify_identity"] = cfg.tls_verify
+    return kwargs
+
+
+@contextlib.contextmanager
+def connect(cfg: TiDBOfflineStoreConfig) -> Iterator[pymysql.connections.Connection]:
+    conn = pymysql.connect(**connect_kwargs(cfg))
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+def is_tidb(conn: pymysql.connections.Connection) -> bool:
+    """True on a TiDB server (TiDB-only paths are gated on this)."""
+    with conn.cursor() as cur:
+        try:
+            cur.execute("SELECT tidb_version()")
+            return True
+        except pymysql.err.MySQLError:
+            return False
+
+
+def execute(conn: pymysql.connections.Connection, statement: sql.Statement) -> None:
+    text, params = statement
+    with conn.cursor() as cur:
+        cur.execute(text, params or None)
+
+
+def fetch_one(conn: pymysql.connections.Connection, statement: sql.Statement) -> tuple | None:
+    text, params = statement
+    with conn.cursor() as cur:
+        cur.execute(text, params or None)
+        return cur.fetchone()
+
+
+def describe(conn: pymysql.connections.Connection, from_expression: str) -> list[types.ColumnMeta]:
+    """pymysql field descriptors of `SELECT * FROM <from_expression> LIMIT 0`."""
+    text, params = sql.select_limit_0(from_expression)
+    with conn.cursor() as cur:
+        cur.execute(text, params or None)
+        return _fields(cur)
+
+
+def _fields(cur: pymysql.cursors.Cursor) -> list[types.ColumnMeta]:
+    """Full column metadata of the last result (cursor.description drops flags and charset)."""
+    result = getattr(cur, "_result", None)
+    return list(result.fields) if result is not None and result.fields else []
+
+
+def json_columns(conn: pymysql.connections.Connection, table: str) -> set[str]:
+    text, params = sql.json_columns(table)
+    with conn.cursor() as cur:
+        cur.execute(text, params)
+        return {r[0] for r in cur.fetchall()}
+
+
+def columns_info(conn: pymysql.connections.Connection, table: str) -> dict[str, bool]:
+    """Column name -> whether the server fills it when a write omits it."""
+    text, params = sql.columns_info(table)
+    with conn.cursor() as cur:
+        cur.execute(text, params)
+        return {r[0]: bool(r[1]) for r in cur.fetchall()}
+
+
+def table_exists(conn: pymysql.connections.Connection, table: str) -> bool:
+    row = fetch_one(conn, sql.table_exists(table))
+    return bool(row and row[0])
+
+
+def query_to_arrow(
+    conn: pymysql.connections.Connection,
+    statement: sql.Statement,
+    json_columns: set[str] | frozenset[str] = frozenset(),
+    drop_columns: set[str] | frozenset[str] = frozenset(),
+    fetch_rows: int = 50_000,
+) -> pa.Table:
+    """Run a query with an unbuffered cursor and build an Arrow table `fetch_rows` rows at a time."""
+    text, params = statement
+    with conn.cursor(pymysql.cursors.SSCursor) as cur:
+        cur.execute(text, params or None)
+        fields = _fields(cur)
+        names = [f.name for f in fields]
+        kinds = [types.arrow_type_of(f) for f in fields]
+        decode = [f.name in json_columns or types.is_json_field(f) for f in fields]
+        keep = [i for i, n in enumerate(names) if n not in drop_columns]
+        batches: list[pa.Table] = []
+        while True:
+            rows = cur.fetchmany(fetch_rows)
+            if not rows:
+                break
+            cols = list(zip(*rows, strict=True))
+            batches.append(
+                pa.Table.from_arrays(
+                    [types.column_to_arrow(list(cols[i]), kinds[i], decode[i]) for i in keep],
+                    names=[names[i] for i in keep],
+                )
+            )
+    if not batches:
+        schema = pa.schema([(names[i], pa.string() if decode[i] else kinds[i]) for i in keep])
+        return schema.empty_table()
+    if len(batches) == 1:
+        return batches[0]
+    return pa.concat_tables(batches, promote_options="permissive")
+
+
+def insert_arrow(
+    conn: pymysql.connections.Connection,
+    table_name: str,
+    table: pa.Table,
+    batch_rows: int,
+    progress: Callable[[int], Any] | None = None,
+) -> int:
+    """Insert `table` in batches of at most `batch_rows` rows, each its own transaction.
+
+    Bounded batches keep every transaction under TiDB's size limit. pymysql's executemany turns
+    each batch into multi-row INSERT statements (bounded by max_allowed_packet).
+    """
+    columns = table.column_names
+    statement = sql.insert(table_name, columns)
+    written = 0
+    with conn.cursor() as cur:
+        for rows in types.arrow_rows(table, columns, batch_rows):
+            if not rows:
+                continue
+            conn.begin()
+            try:
+                cur.executemany(statement, rows)
+                conn.commit()
+            except Exception:
+                conn.rollback()
+                raise
+            written += len(rows)
+            if progress is not None:
+                progress(len(rows))
+    return written

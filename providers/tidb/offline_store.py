@@ -1,0 +1,367 @@
+"""The Feast offline store for TiDB: `TiDBOfflineStoreConfig` and `TiDBOfflineStore`.
+
+Feast loads the store from `offline_store.type` in feature_store.yaml and imports
+`<ClassName>Config` from the same module, so both live here. SQL text lives in `sql.py`, type
+conversion in `types.py`, connections and batched writes in `connection.py`, the entity-row
+handling of `get_historical_features` in `entity.py`, and the job in `retrieval.py`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from feast.data_source import DataSource
+from feast.feature_logging import LoggingConfig, LoggingSource
+from feast.feature_view import DUMMY_ENTITY_ID, DUMMY_ENTITY_VAL, FeatureView
+from feast.infra.offline_stores.offline_store import (
+    OfflineStore,
+    RetrievalJob,
+    RetrievalMetadata,
+)
+from feast.infra.registry.base_registry import BaseRegistry
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import FeastConfigBaseModel, RepoConfig
+from feast.utils import _get_requested_feature_views_to_features_dict, compute_non_entity_date_range
+from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
+
+from providers.tidb import connection, entity, sql, types
+from providers.tidb.errors import (
+    TiDBConfigError,
+    TiDBSourceDefinitionError,
+    TiDBWriteSchemaMismatch,
+)
+from providers.tidb.retrieval import QueryPlan, TiDBRetrievalJob
+from providers.tidb.source import TiDBLoggingDestination, TiDBSource
+
+_PLACEHOLDER = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+
+
+class TiDBOfflineStoreConfig(FeastConfigBaseModel):
+    """`offline_store:` settings. Unknown keys are errors (typos fail at load, not later)."""
+
+    type: Literal[
+        "providers.tidb.TiDBOfflineStore", "providers.tidb.offline_store.TiDBOfflineStore"
+    ] = "providers.tidb.TiDBOfflineStore"
+    host: StrictStr = Field(description="TiDB / MySQL host, e.g. ${TIDB_HOST}.")
+    port: StrictInt = Field(4000, ge=1, le=65535, description="Port (TiDB listens on 4000).")
+    user: StrictStr = Field(description="User name, e.g. ${TIDB_USER}. No default on purpose.")
+    password: StrictStr | None = Field(description="Password, e.g. ${TIDB_PASSWORD}; may be empty.")
+    database: StrictStr = Field(description="Database holding sources, scratch and log tables.")
+    tls: bool = Field(False, description="Connect with TLS (TiDB Cloud requires it).")
+    tls_ca: StrictStr | None = Field(None, description="CA bundle path; system CAs when unset.")
+    tls_cert: StrictStr | None = Field(None, description="Client certificate path (mutual TLS).")
+    tls_key: StrictStr | None = Field(None, description="Client key path (mutual TLS).")
+    tls_verify: bool = Field(True, description="Verify the server certificate and host name.")
+    connect_timeout_seconds: StrictInt = Field(10, ge=1, le=600)
+    read_timeout_seconds: StrictInt | None = Field(
+        None, ge=1, description="Per-query read timeout."
+    )
+    write_batch_rows: StrictInt = Field(
+        5000,
+        ge=1,
+        le=200_000,
+        description="Rows per INSERT transaction; keeps each under TiDB's transaction size limit.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_unexpanded_placeholders(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            for key, value in values.items():
+                if isinstance(value, str) and (m := _PLACEHOLDER.fullmatch(value.strip())):
+                    raise TiDBConfigError(
+                        f"offline_store.{key} is '{value}': the environment variable {m.group(1)} "
+                        f'is not set. Export it (e.g. `eval "$(python -m devstack env)"` for the local stack).'
+                    )
+            if isinstance(values.get("port"), str) and values["port"].strip().isdigit():
+                values = {**values, "port": int(values["port"])}
+        return values
+
+    @field_validator("host", "user", "database")
+    @classmethod
+    def _not_blank(cls, value: str, info) -> str:
+        if not value.strip():
+            raise TiDBConfigError(f"offline_store.{info.field_name} must not be empty.")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pairs(self) -> TiDBOfflineStoreConfig:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise TiDBConfigError(
+                "offline_store.tls_cert and tls_key go together: set both or neither."
+            )
+        if (self.tls_ca or self.tls_cert) and not self.tls:
+            raise TiDBConfigError(
+                "offline_store.tls_ca/tls_cert are set but tls is false: set tls: true."
+            )
+        return self
+
+
+def _store_config(config: RepoConfig) -> TiDBOfflineStoreConfig:
+    cfg = config.offline_store
+    if not isinstance(cfg, TiDBOfflineStoreConfig):
+        raise TiDBConfigError(
+            f"The offline store config is {type(cfg).__name__}; set offline_store.type to "
+            "providers.tidb.TiDBOfflineStore in feature_store.yaml."
+        )
+    return cfg
+
+
+def _tidb_source(source: DataSource | None, owner: str) -> TiDBSource:
+    if not isinstance(source, TiDBSource):
+        raise TiDBSourceDefinitionError(
+            f"{owner} reads from {type(source).__name__}; the TiDB offline store only reads TiDBSource."
+        )
+    return source
+
+
+def _json_columns(config: RepoConfig, source: TiDBSource) -> frozenset[str]:
+    if not source.table:
+        return frozenset()  # query sources: only columns the server types as JSON are decoded
+    with connection.connect(_store_config(config)) as conn:
+        return frozenset(connection.json_columns(conn, source.table))
+
+
+class TiDBOfflineStore(OfflineStore):
+    """Feast's offline store interface, computed inside TiDB (MySQL protocol)."""
+
+    supports_filter_by_created_timestamp = True
+
+    @staticmethod
+    def pull_latest_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None,
+        start_date: dt.datetime,
+        end_date: dt.datetime,
+    ) -> RetrievalJob:
+        _store_config(config)
+        source = _tidb_source(data_source, "pull_latest_from_table_or_query")
+        statement = sql.pull_latest(
+            source.get_table_query_string(),
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+            start_date,
+            end_date,
+        )
+        return TiDBRetrievalJob(
+            QueryPlan(
+                statement,
+                json_columns=_json_columns(config, source),
+                drop_columns=frozenset({sql.RANK}),
+                finish=_add_dummy_entity(join_key_columns),
+            ),
+            config,
+            full_feature_names=False,
+        )
+
+    @staticmethod
+    def pull_all_from_table_or_query(
+        config: RepoConfig,
+        data_source: DataSource,
+        join_key_columns: list[str],
+        feature_name_columns: list[str],
+        timestamp_field: str,
+        created_timestamp_column: str | None = None,
+        start_date: dt.datetime | None = None,
+        end_date: dt.datetime | None = None,
+    ) -> RetrievalJob:
+        _store_config(config)
+        source = _tidb_source(data_source, "pull_all_from_table_or_query")
+        statement = sql.pull_all(
+            source.get_table_query_string(),
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+            start_date,
+            end_date,
+        )
+        return TiDBRetrievalJob(
+            QueryPlan(
+                statement,
+                json_columns=_json_columns(config, source),
+                finish=_add_dummy_entity(join_key_columns),
+            ),
+            config,
+            full_feature_names=False,
+        )
+
+    @staticmethod
+    def get_historical_features(
+        config: RepoConfig,
+        feature_views: list[FeatureView],
+        feature_refs: list[str],
+        entity_df: pd.DataFrame | str | None,
+        registry: BaseRegistry,
+        project: str,
+        full_feature_names: bool = False,
+        filter_by_created_timestamp: bool = False,
+        **kwargs: Any,
+    ) -> RetrievalJob:
+        cfg = _store_config(config)
+        for fv in feature_views:
+            _tidb_source(fv.batch_source, f"Feature view '{fv.name}'")
+        odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
+        fv_features, _ = _get_requested_feature_views_to_features_dict(
+            feature_refs, feature_views, odfvs
+        )
+        specs = [
+            entity.view_spec(fv, feats, full_feature_names) for fv, feats in fv_features.items()
+        ]
+
+        if entity_df is None:
+            start, end = compute_non_entity_date_range(
+                feature_views, start_date=kwargs.get("start_date"), end_date=kwargs.get("end_date")
+            )
+            rows = entity.from_time_range(cfg, specs, start, end)
+        elif isinstance(entity_df, pd.DataFrame):
+            rows = entity.from_dataframe(cfg, entity_df, entity.required_join_keys(specs))
+        elif isinstance(entity_df, str):
+            rows = entity.from_query(cfg, entity_df, entity.required_join_keys(specs))
+        else:
+            from feast.errors import InvalidEntityType
+
+            raise InvalidEntityType(type(entity_df))
+
+        views = [spec.to_view_query(rows.min_ts, rows.max_ts) for spec in specs]
+        statement = sql.point_in_time_join(
+            rows.table,
+            rows.timestamp_column,
+            views,
+            rows.select_columns,
+            filter_by_created_timestamp=filter_by_created_timestamp,
+        )
+        json_cols = frozenset(out for spec in specs for out in spec.json_outputs)
+        plan = QueryPlan(
+            statement,
+            setup=[rows.create],
+            teardown=[rows.drop],
+            json_columns=json_cols,
+            drop_columns=frozenset({sql.ROW_ID}),
+            finish=rows.finish,
+        )
+        return TiDBRetrievalJob(
+            plan,
+            config,
+            full_feature_names,
+            on_demand_feature_views=odfvs,
+            metadata=RetrievalMetadata(
+                features=feature_refs,
+                keys=[c for c in rows.entity_columns if c != rows.timestamp_column],
+                min_event_timestamp=rows.min_ts,
+                max_event_timestamp=rows.max_ts,
+            ),
+        )
+
+    @staticmethod
+    def offline_write_batch(
+        config: RepoConfig,
+        feature_view: FeatureView,
+        table: pa.Table,
+        progress: Callable[[int], Any] | None,
+    ) -> None:
+        """Append pushed rows to the feature view's source table, in bounded batches.
+
+        The table is created from the rows' schema when it does not exist yet. Columns are matched
+        by name; the rows may omit columns the table can fill itself (nullable or defaulted).
+        """
+        cfg = _store_config(config)
+        source = _tidb_source(feature_view.batch_source, f"Feature view '{feature_view.name}'")
+        if not source.table:
+            raise TiDBSourceDefinitionError(
+                f"Feature view '{feature_view.name}' reads from a query; pushing to the offline store "
+                "needs a TiDBSource with table=."
+            )
+        with connection.connect(cfg) as conn:
+            if not connection.table_exists(conn, source.table):
+                connection.execute(
+                    conn,
+                    sql.create_table(
+                        source.table,
+                        [(f.name, types.ddl_for_arrow(f.type)) for f in table.schema],
+                        if_not_exists=True,
+                    ),
+                )
+            else:
+                _check_write_columns(conn, source.table, table.column_names)
+            connection.insert_arrow(conn, source.table, table, cfg.write_batch_rows, progress)
+
+    @staticmethod
+    def write_logged_features(
+        config: RepoConfig,
+        data: pa.Table | Path,
+        source: LoggingSource,
+        logging_config: LoggingConfig,
+        registry: BaseRegistry,
+    ) -> None:
+        """Append served-feature logs to the destination table (created, or widened, as needed)."""
+        cfg = _store_config(config)
+        destination = logging_config.destination
+        if not isinstance(destination, TiDBLoggingDestination):
+            raise TiDBConfigError(
+                f"The TiDB offline store writes logs to TiDBLoggingDestination, not {type(destination).__name__}."
+            )
+        table = pq.read_table(data) if isinstance(data, Path) else data
+        schema = source.get_schema(registry)
+        with connection.connect(cfg) as conn:
+            connection.execute(
+                conn,
+                sql.create_table(
+                    destination.table_name,
+                    [(f.name, types.ddl_for_arrow(f.type)) for f in schema],
+                    if_not_exists=True,
+                ),
+            )
+            existing = {
+                f.name for f in connection.describe(conn, sql.quote_table(destination.table_name))
+            }
+            for f in schema:
+                if (
+                    f.name not in existing
+                ):  # the feature service gained features since the table was made
+                    connection.execute(
+                        conn,
+                        sql.add_column(destination.table_name, f.name, types.ddl_for_arrow(f.type)),
+                    )
+                    existing.add(f.name)
+            unexpected = set(table.column_names) - existing
+            if unexpected:
+                raise TiDBWriteSchemaMismatch(destination.table_name, [], unexpected)
+            connection.insert_arrow(conn, destination.table_name, table, cfg.write_batch_rows)
+
+    def validate_data_source(self, config: RepoConfig, data_source: DataSource) -> None:
+        _tidb_source(data_source, "validate_data_source").validate(config)
+
+
+def _check_write_columns(conn, table: str, columns: list[str]) -> None:
+    info = connection.columns_info(conn, table)
+    unexpected = set(columns) - set(info)
+    missing = {name for name, fillable in info.items() if name not in columns and not fillable}
+    if unexpected or missing:
+        raise TiDBWriteSchemaMismatch(table, missing, unexpected)
+
+
+def _add_dummy_entity(join_key_columns: list[str]) -> Callable[[pa.Table], pa.Table] | None:
+    """Entity-less views are keyed by Feast's dummy entity; add it as Feast's own stores do."""
+    if join_key_columns:
+        return None
+
+    def finish(table: pa.Table) -> pa.Table:
+        return table.append_column(
+            DUMMY_ENTITY_ID, pa.array([DUMMY_ENTITY_VAL] * table.num_rows, pa.string())
+        )
+
+    return finish

@@ -1,0 +1,134 @@
+"""`TiDBRetrievalJob`: a query plan that runs in TiDB and comes back as Arrow."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+import pymysql
+from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMetadata
+from feast.on_demand_feature_view import OnDemandFeatureView
+from feast.repo_config import RepoConfig
+from feast.saved_dataset import SavedDatasetStorage
+from pymysql.converters import escape_item
+
+from providers.tidb import connection, sql, types
+from providers.tidb.errors import TiDBSavedDatasetExists
+
+if TYPE_CHECKING:
+    from pymysql.connections import Connection
+
+
+Step = Callable[["Connection"], Any]
+
+
+@dataclass
+class QueryPlan:
+    """A statement, what must exist before it runs (setup) and what to remove after (teardown)."""
+
+    statement: sql.Statement
+    setup: list[Step] = field(default_factory=list)
+    teardown: list[Step] = field(default_factory=list)
+    json_columns: frozenset[str] = frozenset()
+    drop_columns: frozenset[str] = frozenset()
+    # Applied to the fetched Arrow table (e.g. re-attach the caller's entity dataframe columns).
+    finish: Callable[[pa.Table], pa.Table] | None = None
+
+
+def render(statement: sql.Statement) -> str:
+    """The statement with its parameters inlined as SQL literals, for display (`to_sql`)."""
+    text, params = statement
+    if not params:
+        return text.replace("%%", "%")
+    return text % tuple(escape_item(p, "utf8mb4") for p in params)
+
+
+class TiDBRetrievalJob(RetrievalJob):
+    def __init__(
+        self,
+        plan: QueryPlan,
+        config: RepoConfig,
+        full_feature_names: bool,
+        on_demand_feature_views: list[OnDemandFeatureView] | None = None,
+        metadata: RetrievalMetadata | None = None,
+    ):
+        self._plan = plan
+        self.config = config
+        self._full_feature_names = full_feature_names
+        self._on_demand_feature_views = on_demand_feature_views or []
+        self._metadata = metadata
+
+    @property
+    def full_feature_names(self) -> bool:
+        return self._full_feature_names
+
+    @property
+    def on_demand_feature_views(self) -> list[OnDemandFeatureView]:
+        return self._on_demand_feature_views
+
+    @property
+    def metadata(self) -> RetrievalMetadata | None:
+        return self._metadata
+
+    def to_sql(self) -> str:
+        """The SQL that computes the result. Scratch tables it names exist only while it runs."""
+        return render(self._plan.statement)
+
+    @contextlib.contextmanager
+    def _session(self) -> Iterator[Connection]:
+        with connection.connect(self.config.offline_store) as conn:
+            try:
+                for step in self._plan.setup:
+                    step(conn)
+                yield conn
+            finally:
+                for step in self._plan.teardown:
+                    try:
+                        step(conn)
+                    except pymysql.err.MySQLError:
+                        # The connection itself may be what failed: clean up on a fresh one.
+                        with connection.connect(self.config.offline_store) as fresh:
+                            step(fresh)
+
+    def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
+        with self._session() as conn:
+            table = connection.query_to_arrow(
+                conn, self._plan.statement, self._plan.json_columns, self._plan.drop_columns
+            )
+        return self._plan.finish(table) if self._plan.finish else table
+
+    def _to_df_internal(self, timeout: int | None = None) -> pd.DataFrame:
+        return self._to_arrow_internal(timeout).to_pandas()
+
+    def persist(
+        self,
+        storage: SavedDatasetStorage,
+        allow_overwrite: bool = False,
+        timeout: int | None = None,
+    ) -> None:
+        """Write the result (on-demand features included) to the storage's table."""
+        from providers.tidb.source import SavedDatasetTiDBStorage
+
+        if not isinstance(storage, SavedDatasetTiDBStorage):
+            raise TypeError(
+                f"TiDB jobs persist to SavedDatasetTiDBStorage, not {type(storage).__name__}."
+            )
+        cfg = self.config.offline_store
+        with connection.connect(cfg) as conn:
+            if connection.table_exists(conn, storage.table_ref) and not allow_overwrite:
+                raise TiDBSavedDatasetExists(storage.table_ref)
+        result = self.to_arrow()
+        with connection.connect(cfg) as conn:
+            connection.execute(conn, sql.drop_table(storage.table_ref))
+            connection.execute(
+                conn,
+                sql.create_table(
+                    storage.table_ref,
+                    [(f.name, types.ddl_for_arrow(f.type)) for f in result.schema],
+                ),
+            )
+            connection.insert_arrow(conn, storage.table_ref, result, cfg.write_batch_rows)

@@ -1,0 +1,332 @@
+"""All SQL text of the TiDB offline store.
+
+Rules: identifiers go through `quote_identifier` / `quote_table` (the one quoting helper);
+values are always bound parameters (`%s`, pymysql's paramstyle); every statement is built here
+and returned as `(sql, params)`. The SQL stays in the dialect subset that TiDB 7.5+/8.x, MySQL 8
+and MariaDB 10.11 share: CTEs and window functions, no LATERAL, no CREATE TABLE ... SELECT
+(TiDB lacks it), no DISTINCT ON.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from providers.tidb.errors import InvalidIdentifier
+
+ROW_ID = "_feast_row_id"
+RANK = "_feast_rn"
+MAX_IDENTIFIER_LENGTH = 64  # MySQL/TiDB limit for table and column names
+
+Statement = tuple[str, list]
+
+
+def quote_identifier(name: str) -> str:
+    """Quote one identifier with backticks (backticks inside are doubled)."""
+    if not isinstance(name, str) or not name:
+        raise InvalidIdentifier(name, "it must be a non-empty string")
+    if "\x00" in name:
+        raise InvalidIdentifier(name, "it contains a NUL character")
+    if len(name) > MAX_IDENTIFIER_LENGTH:
+        raise InvalidIdentifier(name, f"it is longer than {MAX_IDENTIFIER_LENGTH} characters")
+    if name != name.rstrip():
+        raise InvalidIdentifier(name, "MySQL and TiDB do not allow trailing spaces in names")
+    return "`" + name.replace("`", "``") + "`"
+
+
+def quote_table(name: str) -> str:
+    """Quote `table` or `database.table` (a dot separates the database from the table)."""
+    parts = name.split(".") if isinstance(name, str) else [name]
+    if len(parts) > 2:
+        raise InvalidIdentifier(name, "use `table` or `database.table`")
+    return ".".join(quote_identifier(p) for p in parts)
+
+
+def embed_query(query: str) -> str:
+    """Make a user's SQL query safe to embed in a parameterised statement.
+
+    pymysql interpolates `%s` with Python's `%` operator, so a literal `%` in the user's query
+    (e.g. `LIKE 'a%'`) must be doubled. The query itself is definition text, not a value.
+    """
+    return query.strip().rstrip(";").replace("%", "%%")
+
+
+def from_expression(table: str | None, query: str | None) -> str:
+    if table:
+        return quote_table(table)
+    assert query, "a source has a table or a query"
+    return f"({embed_query(query)})"
+
+
+def naive_utc(ts: dt.datetime) -> dt.datetime:
+    """Bind timestamps as naive UTC: sessions run with time_zone='+00:00'."""
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(dt.UTC).replace(tzinfo=None)
+    return ts
+
+
+def _cols(alias: str, names: Sequence[str]) -> list[str]:
+    return [f"{alias}.{quote_identifier(n)}" for n in names]
+
+
+def _time_range(column: str, start: dt.datetime | None, end: dt.datetime | None) -> Statement:
+    clauses, params = [], []
+    if start is not None:
+        clauses.append(f"{column} >= %s")
+        params.append(naive_utc(start))
+    if end is not None:
+        clauses.append(f"{column} <= %s")
+        params.append(naive_utc(end))
+    return (" AND ".join(clauses) or "1 = 1"), params
+
+
+# --------------------------------------------------------------------------- materialization
+
+
+def pull_all(
+    source_from: str,
+    join_keys: Sequence[str],
+    features: Sequence[str],
+    timestamp_field: str,
+    created_timestamp_column: str | None,
+    start: dt.datetime | None,
+    end: dt.datetime | None,
+) -> Statement:
+    """Every row in [start, end] (what `feast materialize` reads by default)."""
+    where, params = _time_range(f"s.{quote_identifier(timestamp_field)}", start, end)
+    if features:
+        timestamps = [timestamp_field] + (
+            [created_timestamp_column] if created_timestamp_column else []
+        )
+        select = ", ".join(_cols("s", _unique([*join_keys, *features, *timestamps])))
+    else:  # BatchFeatureView transforms ask for all columns
+        select = "s.*"
+    return f"SELECT {select} FROM {source_from} AS s WHERE {where}", params
+
+
+def pull_latest(
+    source_from: str,
+    join_keys: Sequence[str],
+    features: Sequence[str],
+    timestamp_field: str,
+    created_timestamp_column: str | None,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> Statement:
+    """The latest row per entity key in [start, end], deduplicated in the database."""
+    where, params = _time_range(f"s.{quote_identifier(timestamp_field)}", start, end)
+    timestamps = [timestamp_field] + (
+        [created_timestamp_column] if created_timestamp_column else []
+    )
+    order = ", ".join(f"{c} DESC" for c in _cols("s", timestamps))
+    partition = f"PARTITION BY {', '.join(_cols('s', join_keys))} " if join_keys else ""
+    if features:
+        inner = ", ".join(_cols("s", _unique([*join_keys, *features, *timestamps])))
+        outer = ", ".join(_cols("r", _unique([*join_keys, *features, *timestamps])))
+    else:
+        inner, outer = "s.*", "r.*"
+    sql = (
+        f"SELECT {outer} FROM ("
+        f"SELECT {inner}, ROW_NUMBER() OVER ({partition}ORDER BY {order}) AS {RANK} "
+        f"FROM {source_from} AS s WHERE {where}"
+        f") AS r WHERE r.{RANK} = 1"
+    )
+    return sql, params  # with `r.*` the rank column comes back too: the job drops it
+
+
+# --------------------------------------------------------------------------- point in time
+
+
+@dataclass(frozen=True)
+class ViewQuery:
+    """What the point-in-time join needs to know about one feature view."""
+
+    name: str  # projection name used as prefix for full feature names
+    source_from: str  # quoted table or (query)
+    join_keys: list[tuple[str, str]]  # (source column, entity-table column)
+    features: list[tuple[str, str]]  # (source column, output column)
+    timestamp_field: str
+    created_timestamp_column: str | None
+    ttl_us: int  # 0 means unbounded
+    min_event_timestamp: dt.datetime | None = None  # pruning bound: min entity ts - ttl
+    max_event_timestamp: dt.datetime | None = None  # pruning bound: max entity ts
+    extra: dict = field(default_factory=dict)
+
+
+def point_in_time_join(
+    entity_table: str,
+    event_timestamp_column: str,
+    views: Sequence[ViewQuery],
+    entity_columns: Sequence[str],
+    filter_by_created_timestamp: bool = False,
+) -> Statement:
+    """The point-in-time join of `entity_table` with each view, run by the database.
+
+    For each entity row and view: the feature row with the same join keys and the latest event
+    time <= the entity row's time (and >= that time minus the TTL when the TTL is not 0), ties on
+    event time broken by the latest created timestamp. Work is done once per distinct
+    (join keys, event time) of the entity rows, then joined back to every entity row, so
+    duplicate entity rows cost nothing extra. Output: `entity_columns`, then each view's features,
+    ordered by the entity table's row id (the entity dataframe's order).
+    """
+    et = quote_table(entity_table)
+    ts = quote_identifier(event_timestamp_column)
+    ctes, params, select, joins = [], [], [], []
+    for i, v in enumerate(views):
+        alias = f"fv{i}"
+        keys = [quote_identifier(ec) for _, ec in v.join_keys]
+        s_ts = f"s.{quote_identifier(v.timestamp_field)}"
+        on = [f"s.{quote_identifier(sc)} = e.{quote_identifier(ec)}" for sc, ec in v.join_keys]
+        on.append(f"{s_ts} <= e.{ts}")
+        on_params: list = []
+        if v.ttl_us:
+            on.append(f"{s_ts} >= DATE_SUB(e.{ts}, INTERVAL %s MICROSECOND)")
+            on_params.append(v.ttl_us)
+        if filter_by_created_timestamp and v.created_timestamp_column:
+            on.append(f"s.{quote_identifier(v.created_timestamp_column)} <= e.{ts}")
+        where, where_params = _time_range(s_ts, v.min_event_timestamp, v.max_event_timestamp)
+        order = [f"{s_ts} DESC"]
+        if v.created_timestamp_column:
+            order.append(f"s.{quote_identifier(v.created_timestamp_column)} DESC")
+        group = [*(f"e.{k}" for k in keys), f"e.{ts}"]
+        feats = [f"s.{quote_identifier(sc)} AS {quote_identifier(oc)}" for sc, oc in v.features]
+        inner = (
+            f"SELECT {', '.join(group)}, {', '.join(feats)}, "
+            f"ROW_NUMBER() OVER (PARTITION BY {', '.join(group)} ORDER BY {', '.join(order)}) AS {RANK} "
+            f"FROM (SELECT DISTINCT {', '.join([*keys, ts])} FROM {et}) AS e "
+            f"JOIN {v.source_from} AS s ON {' AND '.join(on)} "
+            f"WHERE {where}"
+        )
+        out_cols = [*keys, ts, *(quote_identifier(oc) for _, oc in v.features)]
+        ctes.append(
+            f"{alias} AS (SELECT {', '.join(out_cols)} FROM ({inner}) AS r WHERE r.{RANK} = 1)"
+        )
+        params += on_params + where_params
+        select += [f"{alias}.{quote_identifier(oc)}" for _, oc in v.features]
+        join_on = [f"{alias}.{k} = e.{k}" for k in keys] + [f"{alias}.{ts} = e.{ts}"]
+        joins.append(f"LEFT JOIN {alias} ON {' AND '.join(join_on)}")
+    head = [f"e.{quote_identifier(c)}" for c in entity_columns]
+    sql = (
+        (f"WITH {', '.join(ctes)} " if ctes else "")
+        + f"SELECT {', '.join(head + select)} FROM {et} AS e "
+        + " ".join(joins)
+        + f" ORDER BY e.{quote_identifier(ROW_ID)}"
+    )
+    return sql, params
+
+
+def distinct_entity_rows(
+    sources: Sequence[tuple[str, list[str], str]],
+    start: dt.datetime,
+    end: dt.datetime,
+) -> Statement:
+    """Non-entity mode: the distinct (join keys, event time) of every view's rows in [start, end].
+
+    `sources` holds (source_from, [join key source columns aliased to entity names], timestamp
+    column). Columns are named by entity join key and `event_timestamp`.
+    """
+    parts, params = [], []
+    for source_from, key_selections, ts_col in sources:
+        s_ts = f"s.{quote_identifier(ts_col)}"
+        where, p = _time_range(s_ts, start, end)
+        parts.append(
+            f"SELECT DISTINCT {', '.join([*key_selections, f'{s_ts} AS `event_timestamp`'])} "
+            f"FROM {source_from} AS s WHERE {where}"
+        )
+        params += p
+    return " UNION ".join(parts), params
+
+
+# --------------------------------------------------------------------------- DDL and DML
+
+
+def create_table(
+    table: str,
+    columns: Sequence[tuple[str, str]],
+    row_id: bool = False,
+    if_not_exists: bool = False,
+) -> Statement:
+    cols = [f"{quote_identifier(n)} {ddl}" for n, ddl in columns]
+    if row_id:
+        cols.insert(0, f"{quote_identifier(ROW_ID)} BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY")
+    exists = "IF NOT EXISTS " if if_not_exists else ""
+    return f"CREATE TABLE {exists}{quote_table(table)} ({', '.join(cols)})", []
+
+
+def drop_table(table: str) -> Statement:
+    return f"DROP TABLE IF EXISTS {quote_table(table)}", []
+
+
+def insert(table: str, columns: Sequence[str]) -> str:
+    """INSERT for `cursor.executemany` (pymysql batches it into multi-row statements)."""
+    cols = ", ".join(quote_identifier(c) for c in columns)
+    marks = ", ".join(["%s"] * len(columns))
+    return f"INSERT INTO {quote_table(table)} ({cols}) VALUES ({marks})"
+
+
+def insert_select(table: str, columns: Sequence[str], select_sql: str) -> str:
+    cols = ", ".join(quote_identifier(c) for c in columns)
+    return f"INSERT INTO {quote_table(table)} ({cols}) SELECT {cols} FROM ({select_sql}) AS q"
+
+
+def select_all(source_from: str) -> str:
+    return f"SELECT * FROM {source_from} AS q0"
+
+
+def select_limit_0(source_from: str) -> Statement:
+    return f"SELECT * FROM {source_from} AS s LIMIT 0", []
+
+
+def min_max_of_query(source_from: str, column: str) -> Statement:
+    c = quote_identifier(column)
+    return f"SELECT MIN(q.{c}), MAX(q.{c}), COUNT(*) FROM {source_from} AS q", []
+
+
+def add_column(table: str, column: str, ddl: str) -> Statement:
+    return f"ALTER TABLE {quote_table(table)} ADD COLUMN {quote_identifier(column)} {ddl}", []
+
+
+def columns_info(table: str) -> Statement:
+    """Name, and whether the server can fill the column itself (nullable, defaulted, generated)."""
+    parts = table.split(".")
+    schema = "%s" if len(parts) == 2 else "DATABASE()"
+    sql = (
+        "SELECT COLUMN_NAME, (IS_NULLABLE = 'YES' OR COLUMN_DEFAULT IS NOT NULL OR EXTRA <> '') "
+        f"FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = %s "
+        "ORDER BY ORDINAL_POSITION"
+    )
+    return sql, [*parts[:-1], parts[-1]]
+
+
+def table_exists(table: str) -> Statement:
+    parts = table.split(".")
+    if len(parts) == 2:
+        return (
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+            parts,
+        )
+    return (
+        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+        parts,
+    )
+
+
+def json_columns(table: str) -> Statement:
+    """Columns declared JSON: DATA_TYPE json (MySQL, TiDB) or MariaDB's JSON alias (a json_valid check)."""
+    parts = table.split(".")
+    schema = "%s" if len(parts) == 2 else "DATABASE()"
+    name = parts[-1]
+    params = parts[:1] if len(parts) == 2 else []
+    sql = (
+        "SELECT c.COLUMN_NAME FROM information_schema.COLUMNS c "
+        f"WHERE c.TABLE_SCHEMA = {schema} AND c.TABLE_NAME = %s AND (c.DATA_TYPE = 'json' "
+        "OR EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k "
+        f"WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME "
+        "AND k.CHECK_CLAUSE LIKE CONCAT('%%json_valid(`', c.COLUMN_NAME, '`)%%')))"
+    )
+    return sql, [*params, name]
+
+
+def _unique(names: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(names))

@@ -1,0 +1,35 @@
+"""Helpers that put test data into the database, with plain SQL (not through the store)."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+
+def create_table(conn, table: str, ddl: str, df: pd.DataFrame | None = None) -> None:
+    with conn.cursor() as cur:
+        cur.execute(f"CREATE TABLE `{table}` ({ddl})")
+        if df is not None and len(df):
+            cols = ", ".join(f"`{c}`" for c in df.columns)
+            marks = ", ".join(["%s"] * len(df.columns))
+            rows = [tuple(_py(v) for v in row) for row in df.itertuples(index=False, name=None)]
+            cur.executemany(f"INSERT INTO `{table}` ({cols}) VALUES ({marks})", rows)
+
+
+def _py(v):
+    if v is None:
+        return None
+    if isinstance(v, pd.Timestamp):
+        if v.tzinfo is not None:
+            v = v.tz_convert("UTC").tz_localize(None)
+        return v.to_pydatetime()
+    if isinstance(v, float) and v != v:
+        return None
+    if hasattr(v, "item"):
+        return v.item()
+    return v
+
+
+def rows(conn, sql: str, params=None) -> list[tuple]:
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return list(cur.fetchall())
