@@ -101,6 +101,8 @@ def is_json_field(field: ColumnMeta) -> bool:
 def _normalise(value: Any, kind: pa.DataType) -> Any:
     if value is None:
         return None
+    if pa.types.is_boolean(kind):
+        return bool(value)  # TINYINT(1) arrives as 0/1
     if pa.types.is_timestamp(kind) and isinstance(value, dt.datetime):
         return value.replace(tzinfo=dt.UTC)
     if pa.types.is_floating(kind) and isinstance(value, decimal.Decimal):
