@@ -14,7 +14,7 @@ __all__ = [
 
 def feast_redis_connection_string(redis_url: str) -> str:
     """Turn `redis://[:password@]host:port[/db]` into Feast's `host:port,db=N[,password=...]` form."""
-    from urllib.parse import urlparse
+    from urllib.parse import unquote, urlparse
 
     parsed = urlparse(redis_url)
     if parsed.scheme not in ("redis", "rediss") or not parsed.hostname:
@@ -23,7 +23,7 @@ def feast_redis_connection_string(redis_url: str) -> str:
     db = (parsed.path or "/0").lstrip("/") or "0"
     parts.append(f"db={int(db)}")
     if parsed.password:
-        parts.append(f"password={parsed.password}")
+        parts.append(f"password={unquote(parsed.password)}")
     if parsed.scheme == "rediss":
         parts.append("ssl=true")
     return ",".join(parts)

@@ -59,16 +59,6 @@ def connect(cfg: TiDBOfflineStoreConfig) -> Iterator[pymysql.connections.Connect
         conn.close()
 
 
-def is_tidb(conn: pymysql.connections.Connection) -> bool:
-    """True on a TiDB server (TiDB-only paths are gated on this)."""
-    with conn.cursor() as cur:
-        try:
-            cur.execute("SELECT tidb_version()")
-            return True
-        except pymysql.err.MySQLError:
-            return False
-
-
 def execute(conn: pymysql.connections.Connection, statement: sql.Statement) -> None:
     text, params = statement
     with conn.cursor() as cur:
@@ -96,11 +86,21 @@ def _fields(cur: pymysql.cursors.Cursor) -> list[types.ColumnMeta]:
     return list(result.fields) if result is not None and result.fields else []
 
 
+def is_mariadb(conn: pymysql.connections.Connection) -> bool:
+    return "mariadb" in conn.get_server_info().lower()
+
+
 def json_columns(conn: pymysql.connections.Connection, table: str) -> set[str]:
-    text, params = sql.json_columns(table)
+    """Columns of `table` that hold JSON: the JSON type, or (MariaDB) its LONGTEXT alias."""
+    statements = [sql.json_columns(table)]
+    if is_mariadb(conn):
+        statements.append(sql.mariadb_json_alias_columns(table))
+    found: set[str] = set()
     with conn.cursor() as cur:
-        cur.execute(text, params)
-        return {r[0] for r in cur.fetchall()}
+        for text, params in statements:
+            cur.execute(text, params)
+            found |= {r[0] for r in cur.fetchall()}
+    return found
 
 
 def columns_info(conn: pymysql.connections.Connection, table: str) -> dict[str, bool]:

@@ -44,7 +44,6 @@ class ViewSpec:
     created_timestamp_column: str | None
     ttl: dt.timedelta | None
     json_outputs: set[str] = field(default_factory=set)
-    source_join_key_columns: list[str] = field(default_factory=list)
 
     def to_view_query(
         self, min_ts: dt.datetime | None, max_ts: dt.datetime | None

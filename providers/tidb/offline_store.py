@@ -40,7 +40,8 @@ from providers.tidb.errors import (
 from providers.tidb.retrieval import QueryPlan, TiDBRetrievalJob
 from providers.tidb.source import TiDBLoggingDestination, TiDBSource
 
-_PLACEHOLDER = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?")
+# Feast expands ${VAR} once; one left as is means VAR was not set. (`$name` alone may be real data.)
+_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class TiDBOfflineStoreConfig(FeastConfigBaseModel):

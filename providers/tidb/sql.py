@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from providers.tidb.errors import InvalidIdentifier
 
@@ -56,7 +56,8 @@ def from_expression(table: str | None, query: str | None) -> str:
     if table:
         return quote_table(table)
     assert query, "a source has a table or a query"
-    return f"({embed_query(query)})"
+    # The newline ends a trailing `-- comment` in the query before the closing parenthesis.
+    return f"({embed_query(query)}\n)"
 
 
 def naive_utc(ts: dt.datetime) -> dt.datetime:
@@ -151,7 +152,6 @@ class ViewQuery:
     ttl_us: int  # 0 means unbounded
     min_event_timestamp: dt.datetime | None = None  # pruning bound: min entity ts - ttl
     max_event_timestamp: dt.datetime | None = None  # pruning bound: max entity ts
-    extra: dict = field(default_factory=dict)
 
 
 def point_in_time_join(
@@ -289,43 +289,52 @@ def add_column(table: str, column: str, ddl: str) -> Statement:
 
 def columns_info(table: str) -> Statement:
     """Name, and whether the server can fill the column itself (nullable, defaulted, generated)."""
-    parts = table.split(".")
-    schema = "%s" if len(parts) == 2 else "DATABASE()"
+    schema, params = _schema_and_table(table)
     sql = (
         "SELECT COLUMN_NAME, (IS_NULLABLE = 'YES' OR COLUMN_DEFAULT IS NOT NULL OR EXTRA <> '') "
         f"FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = %s "
         "ORDER BY ORDINAL_POSITION"
     )
-    return sql, [*parts[:-1], parts[-1]]
+    return sql, params
 
 
 def table_exists(table: str) -> Statement:
+    schema, params = _schema_and_table(table)
+    sql = f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = %s"
+    return sql, params
+
+
+def _schema_and_table(table: str) -> tuple[str, list[str]]:
+    """information_schema filter for `table` / `db.table`: (schema expression, params)."""
     parts = table.split(".")
-    if len(parts) == 2:
-        return (
-            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
-            parts,
-        )
-    return (
-        "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
-        parts,
-    )
+    return ("%s", parts) if len(parts) == 2 else ("DATABASE()", parts)
 
 
 def json_columns(table: str) -> Statement:
-    """Columns declared JSON: DATA_TYPE json (MySQL, TiDB) or MariaDB's JSON alias (a json_valid check)."""
-    parts = table.split(".")
-    schema = "%s" if len(parts) == 2 else "DATABASE()"
-    name = parts[-1]
-    params = parts[:1] if len(parts) == 2 else []
+    """Columns whose type is JSON (MySQL 8, TiDB). Portable: only information_schema.COLUMNS."""
+    schema, params = _schema_and_table(table)
+    sql = (
+        "SELECT COLUMN_NAME FROM information_schema.COLUMNS "
+        f"WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = %s AND DATA_TYPE = 'json'"
+    )
+    return sql, params
+
+
+def mariadb_json_alias_columns(table: str) -> Statement:
+    """MariaDB only: its JSON type is LONGTEXT with a `json_valid` check.
+
+    Uses CHECK_CONSTRAINTS.TABLE_NAME, which MariaDB has and TiDB/MySQL do not: run it only
+    on a server that reports itself as MariaDB.
+    """
+    schema, params = _schema_and_table(table)
     sql = (
         "SELECT c.COLUMN_NAME FROM information_schema.COLUMNS c "
-        f"WHERE c.TABLE_SCHEMA = {schema} AND c.TABLE_NAME = %s AND (c.DATA_TYPE = 'json' "
-        "OR EXISTS (SELECT 1 FROM information_schema.CHECK_CONSTRAINTS k "
-        f"WHERE k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME "
-        "AND k.CHECK_CLAUSE LIKE CONCAT('%%json_valid(`', c.COLUMN_NAME, '`)%%')))"
+        "JOIN information_schema.CHECK_CONSTRAINTS k ON k.CONSTRAINT_SCHEMA = c.TABLE_SCHEMA "
+        "AND k.TABLE_NAME = c.TABLE_NAME "
+        "AND k.CHECK_CLAUSE = CONCAT('json_valid(`', c.COLUMN_NAME, '`)') "
+        f"WHERE c.TABLE_SCHEMA = {schema} AND c.TABLE_NAME = %s"
     )
-    return sql, [*params, name]
+    return sql, params
 
 
 def _unique(names: Sequence[str]) -> list[str]:

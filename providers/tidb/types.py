@@ -180,6 +180,8 @@ def source_type_name(field: ColumnMeta) -> str:
     code = field.type_code
     if pa.types.is_boolean(kind):
         return "tinyint(1)"
+    if code == FIELD_TYPE.LONG and field.flags & FLAG.UNSIGNED:
+        return "int unsigned"  # does not fit INT32
     if code == FIELD_TYPE.JSON:
         return "json"
     if pa.types.is_binary(kind):
@@ -213,6 +215,8 @@ def mysql_to_feast_value_type(type_name: str) -> ValueType:
     if name in _SOURCE_TYPE_TO_VALUE_TYPE:
         return _SOURCE_TYPE_TO_VALUE_TYPE[name]
     base = name.split("(")[0].replace(" unsigned", "").strip()
+    if base in ("int", "integer") and "unsigned" in name:
+        return ValueType.INT64  # values up to 4294967295
     if base in _SOURCE_TYPE_TO_VALUE_TYPE:
         return _SOURCE_TYPE_TO_VALUE_TYPE[base]
     raise ValueError(
@@ -293,7 +297,18 @@ def _to_db(value: Any) -> Any:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
         return value
     if isinstance(value, (list, tuple, dict)):
-        return json.dumps(value, default=_json_default)
+        return json.dumps(_finite(value), default=_json_default, allow_nan=False)
+    return value
+
+
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or Infinity: store them as null inside arrays and objects."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
     return value
 
 
