@@ -1,0 +1,1 @@
+"""FastAPI inference endpoint over Feast. Not built yet: see README, "Not done yet"."""
