@@ -101,6 +101,9 @@ def down() -> int:
 
 def status() -> int:
     state = _load_state()
+    if not state:
+        print("No local stack is running (`make up` starts it).")
+        return 1
     mariadb, redis = _services(state)
     ok = True
     if state.get("mariadb"):

@@ -119,7 +119,9 @@ def main() -> int:
     ).to_df()
     print("\nPoint-in-time features (TiDB) for the same users 3 days ago:")
     print(training.to_string(index=False))
-    print(f"\nDemo finished in {time.monotonic() - started:.1f}s.")
+    print(
+        f"\nDemo finished in {time.monotonic() - started:.1f}s. The stack is still running; `make down` stops it."
+    )
     return 0
 
 

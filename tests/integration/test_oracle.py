@@ -328,52 +328,40 @@ def _for_sql(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def tidb_store(repo_config, db, data: Data) -> FeatureStore:
+def _feature_views(make_source) -> list:
+    """The same entity and views for both stores; only the source differs."""
     user = _entity()
-    views = []
+    views = [
+        FeatureView(
+            name=view.name,
+            entities=[user],
+            ttl=view.ttl,
+            schema=_schema(view),
+            source=make_source(
+                view,
+                name=f"{view.name}_src",
+                timestamp_field=view.ts_col,
+                created_timestamp_column=view.created_col or "",
+            ),
+        )
+        for view in VIEWS
+    ]
+    return [user, *views]
+
+
+def tidb_store(repo_config, db, data: Data) -> FeatureStore:
     for view in VIEWS:
         create_table(db, view.table, _ddl(view), _for_sql(data.features[view.name]))
-        views.append(
-            FeatureView(
-                name=view.name,
-                entities=[user],
-                ttl=view.ttl,
-                schema=_schema(view),
-                source=TiDBSource(
-                    name=f"{view.name}_src",
-                    table=view.table,
-                    timestamp_field=view.ts_col,
-                    created_timestamp_column=view.created_col or "",
-                ),
-            )
-        )
     store = FeatureStore(config=repo_config)
-    store.apply([user, *views])
+    store.apply(_feature_views(lambda view, **kw: TiDBSource(table=view.table, **kw)))
     return store
 
 
 def duckdb_store(tmp_path, data: Data) -> FeatureStore:
-    user = _entity()
     root = tmp_path / "duckdb_repo"
     root.mkdir()
-    views = []
     for view in VIEWS:
-        path = root / f"{view.table}.parquet"
-        data.features[view.name].to_parquet(path, index=False)
-        views.append(
-            FeatureView(
-                name=view.name,
-                entities=[user],
-                ttl=view.ttl,
-                schema=_schema(view),
-                source=FileSource(
-                    name=f"{view.name}_src",
-                    path=str(path),
-                    timestamp_field=view.ts_col,
-                    created_timestamp_column=view.created_col or "",
-                ),
-            )
-        )
+        data.features[view.name].to_parquet(root / f"{view.table}.parquet", index=False)
     config = RepoConfig(
         project="oracle_duckdb",
         provider="local",
@@ -384,7 +372,11 @@ def duckdb_store(tmp_path, data: Data) -> FeatureStore:
         repo_path=root,
     )
     store = FeatureStore(config=config)
-    store.apply([user, *views])
+    store.apply(
+        _feature_views(
+            lambda view, **kw: FileSource(path=str(root / f"{view.table}.parquet"), **kw)
+        )
+    )
     return store
 
 
