@@ -45,7 +45,9 @@ def up() -> int:
     state = _load_state()
     mariadb, redis = _services(state)
     env: dict[str, str] = {}
-    if os.environ.get("TIDB_HOST") and not state.get("mariadb"):
+    # TIDB_HOST names an outside server unless it is our own export from an earlier `up`.
+    external = os.environ.get("TIDB_HOST") and os.environ.get("DEVSTACK_MANAGED") != "1"
+    if external and not state.get("mariadb"):
         print(
             f"TIDB_HOST={os.environ['TIDB_HOST']} is set: using that server, not starting MariaDB."
         )
@@ -65,6 +67,7 @@ def up() -> int:
             print(f"MariaDB ready on 127.0.0.1:{mariadb.port} (data in {mariadb.data_dir})")
         state["mariadb"] = {"port": mariadb.port, "password": mariadb.password}
         env.update(mariadb.env())
+        env["DEVSTACK_MANAGED"] = "1"
     if redis.is_running():
         print(f"Redis already running on 127.0.0.1:{redis.port}")
     else:

@@ -10,6 +10,7 @@ importable.
 
 from __future__ import annotations
 
+import getpass
 import os
 import secrets
 import shutil
@@ -73,7 +74,19 @@ def _port_open(port: int) -> bool:
         return s.connect_ex((LOOPBACK, port)) == 0
 
 
-def _stop_pid(pid: int, timeout_s: float = 20.0) -> None:
+def _is_our_process(pid: int, binary: str) -> bool:
+    """True if `pid` runs `binary` (a pid file can outlive its process and the pid be reused)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+    except OSError:
+        return True  # no /proc (not Linux): fall back to trusting the pid file
+    return Path(cmdline).name == binary
+
+
+def _stop_pid(pid: int, timeout_s: float = 20.0, binary: str | None = None) -> None:
+    if binary and _pid_alive(pid) and not _is_our_process(pid, binary):
+        print(f"warning: pid {pid} is not {binary} any more; not signalling it.")
+        return
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -182,36 +195,45 @@ class MariaDB:
             *user_args,
         ]
         with open(self.data_dir / "mysqld.stdout", "ab") as out:
-            subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        _wait_until(
-            lambda: self.socket_path.exists() and _port_open(self.port),
-            "mariadbd",
-            timeout_s,
-            self.log_file,
-        )
-        self._admin_sql(
-            f"CREATE DATABASE IF NOT EXISTS `{self.database}`;"
-            f"CREATE USER IF NOT EXISTS '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
-            f"ALTER USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
-            f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'127.0.0.1';"
-            "FLUSH PRIVILEGES;"
-        )
+            proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        try:
+            _wait_until(
+                lambda: self.socket_path.exists() and _port_open(self.port),
+                "mariadbd",
+                timeout_s,
+                self.log_file,
+            )
+            self._admin_sql(
+                f"CREATE DATABASE IF NOT EXISTS `{self.database}`;"
+                f"CREATE USER IF NOT EXISTS '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
+                f"ALTER USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
+                f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'127.0.0.1';"
+                "FLUSH PRIVILEGES;"
+            )
+        except BaseException:
+            _stop_pid(proc.pid)  # never leave a half-started server behind
+            raise
         return self
 
     def _admin_sql(self, sql: str) -> None:
         client = _require_binary("mariadb", "mariadb-client")
-        subprocess.run(
-            [client, "--no-defaults", f"--socket={self.socket_path}", "-uroot", "-e", sql],
-            check=True,
+        # mariadb-install-db gives the OS user that ran it a unix_socket account (root when root).
+        admin = "root" if os.geteuid() == 0 else getpass.getuser()
+        result = subprocess.run(
+            [client, "--no-defaults", f"--socket={self.socket_path}", f"-u{admin}", "-e", sql],
             capture_output=True,
             text=True,
         )
+        if result.returncode != 0:
+            raise ServiceError(f"Setting up MariaDB as '{admin}' failed: {result.stderr.strip()}")
 
     def stop(self) -> None:
         if self.pid_file.exists():
             pid = int(self.pid_file.read_text().strip() or 0)
             if pid:
-                _stop_pid(pid)
+                _stop_pid(pid, binary="mariadbd")
 
     def is_running(self) -> bool:
         if not self.pid_file.exists():
@@ -288,7 +310,7 @@ class Redis:
         elif self.pid_file.exists():
             text = self.pid_file.read_text().strip()
             if text:
-                _stop_pid(int(text))
+                _stop_pid(int(text), binary="redis-server")
 
     def is_running(self) -> bool:
         if not self.pid_file.exists():

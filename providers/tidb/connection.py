@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import ssl
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -36,18 +37,20 @@ def connect_kwargs(cfg: TiDBOfflineStoreConfig) -> dict[str, Any]:
         "local_infile": False,
     }
     if cfg.tls:
-        ssl: dict[str, Any] = {}
-        if cfg.tls_ca:
-            ssl["ca"] = cfg.tls_ca
-        if cfg.tls_cert:
-            ssl["cert"] = cfg.tls_cert
-        if cfg.tls_key:
-            ssl["key"] = cfg.tls_key
-        ssl["check_hostname"] = cfg.tls_verify
-        kwargs["ssl"] = ssl
-        kwargs["ssl_verify_cert"] = cfg.tls_verify
-        kwargs["ssl_verify_identity"] = cfg.tls_verify
+        kwargs["ssl"] = tls_context(cfg)
     return kwargs
+
+
+def tls_context(cfg: TiDBOfflineStoreConfig) -> ssl.SSLContext:
+    """The TLS context: the CA bundle (or the system's), the client certificate for mutual TLS,
+    and, unless tls_verify is false, certificate and host-name verification."""
+    context = ssl.create_default_context(cafile=cfg.tls_ca)
+    if cfg.tls_cert:
+        context.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    if not cfg.tls_verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 @contextlib.contextmanager
@@ -62,13 +65,13 @@ def connect(cfg: TiDBOfflineStoreConfig) -> Iterator[pymysql.connections.Connect
 def execute(conn: pymysql.connections.Connection, statement: sql.Statement) -> None:
     text, params = statement
     with conn.cursor() as cur:
-        cur.execute(text, params or None)
+        cur.execute(text, tuple(params))
 
 
 def fetch_one(conn: pymysql.connections.Connection, statement: sql.Statement) -> tuple | None:
     text, params = statement
     with conn.cursor() as cur:
-        cur.execute(text, params or None)
+        cur.execute(text, tuple(params))
         return cur.fetchone()
 
 
@@ -76,7 +79,7 @@ def describe(conn: pymysql.connections.Connection, from_expression: str) -> list
     """pymysql field descriptors of `SELECT * FROM <from_expression> LIMIT 0`."""
     text, params = sql.select_limit_0(from_expression)
     with conn.cursor() as cur:
-        cur.execute(text, params or None)
+        cur.execute(text, tuple(params))
         return _fields(cur)
 
 
@@ -126,7 +129,7 @@ def query_to_arrow(
     """Run a query with an unbuffered cursor and build an Arrow table `fetch_rows` rows at a time."""
     text, params = statement
     with conn.cursor(pymysql.cursors.SSCursor) as cur:
-        cur.execute(text, params or None)
+        cur.execute(text, tuple(params))
         fields = _fields(cur)
         names = [f.name for f in fields]
         kinds = [types.arrow_type_of(f) for f in fields]

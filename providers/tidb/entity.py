@@ -111,6 +111,7 @@ class EntityRows:
     create: Step
     drop: Step
     finish: Callable[[pa.Table], pa.Table] | None = None
+    prune: bool = True  # whether min_ts/max_ts may bound the scan of each source
 
 
 def scratch_table_name() -> str:
@@ -265,6 +266,9 @@ def from_query(cfg, query: str, join_keys: list[str]) -> EntityRows:
         max_ts=_utc(hi),
         create=create,
         drop=_drop(table),
+        # The range above is read before the scratch copy is made, by a separate run of the
+        # query, which may return other rows by then: metadata only, never a pruning bound.
+        prune=False,
     )
 
 

@@ -237,7 +237,8 @@ class TiDBOfflineStore(OfflineStore):
 
             raise InvalidEntityType(type(entity_df))
 
-        views = [spec.to_view_query(rows.min_ts, rows.max_ts) for spec in specs]
+        bounds = (rows.min_ts, rows.max_ts) if rows.prune else (None, None)
+        views = [spec.to_view_query(*bounds) for spec in specs]
         statement = sql.point_in_time_join(
             rows.table,
             rows.timestamp_column,

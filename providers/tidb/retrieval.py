@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
 
 
 Step = Callable[["Connection"], Any]
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -42,8 +44,6 @@ class QueryPlan:
 def render(statement: sql.Statement) -> str:
     """The statement with its parameters inlined as SQL literals, for display (`to_sql`)."""
     text, params = statement
-    if not params:
-        return text.replace("%%", "%")
     return text % tuple(escape_item(p, "utf8mb4") for p in params)
 
 
@@ -81,18 +81,35 @@ class TiDBRetrievalJob(RetrievalJob):
     @contextlib.contextmanager
     def _session(self) -> Iterator[Connection]:
         with connection.connect(self.config.offline_store) as conn:
+            failed = False
             try:
                 for step in self._plan.setup:
                     step(conn)
                 yield conn
+            except BaseException:
+                failed = True
+                raise
             finally:
                 for step in self._plan.teardown:
-                    try:
-                        step(conn)
-                    except pymysql.err.MySQLError:
-                        # The connection itself may be what failed: clean up on a fresh one.
-                        with connection.connect(self.config.offline_store) as fresh:
-                            step(fresh)
+                    self._teardown(step, conn, failed)
+
+    def _teardown(self, step: Step, conn: Connection, failed: bool) -> None:
+        try:
+            step(conn)
+            return
+        except pymysql.err.MySQLError:
+            pass  # the connection itself may be what failed: try once on a fresh one
+        try:
+            with connection.connect(self.config.offline_store) as fresh:
+                step(fresh)
+        except Exception:
+            if not failed:
+                raise
+            # An error is already propagating; it is the one the caller must see.
+            log.exception(
+                "Cleanup after a failed query also failed (%s); drop the scratch table by hand.",
+                getattr(step, "__qualname__", step),
+            )
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         with self._session() as conn:

@@ -32,7 +32,8 @@ def quote_identifier(name: str) -> str:
         raise InvalidIdentifier(name, f"it is longer than {MAX_IDENTIFIER_LENGTH} characters")
     if name != name.rstrip():
         raise InvalidIdentifier(name, "MySQL and TiDB do not allow trailing spaces in names")
-    return "`" + name.replace("`", "``") + "`"
+    # `%` is doubled because every statement goes through pymysql's %-formatting.
+    return "`" + name.replace("`", "``").replace("%", "%%") + "`"
 
 
 def quote_table(name: str) -> str:
@@ -174,10 +175,16 @@ def point_in_time_join(
     ts = quote_identifier(event_timestamp_column)
     ctes, params, select, joins = [], [], [], []
     for i, v in enumerate(views):
-        alias = f"fv{i}"
+        alias = f"_feast_fv{i}"  # prefixed: a CTE name hides a real table of the same name
         keys = [quote_identifier(ec) for _, ec in v.join_keys]
         s_ts = f"s.{quote_identifier(v.timestamp_field)}"
-        on = [f"s.{quote_identifier(sc)} = e.{quote_identifier(ec)}" for sc, ec in v.join_keys]
+        # `=` lets the database use an index; the binary comparison makes the match exact, whatever
+        # the collation (case- or accent-insensitive collations would otherwise match 'abc' to 'ABC').
+        on = [
+            f"s.{quote_identifier(sc)} = e.{quote_identifier(ec)} "
+            f"AND CAST(s.{quote_identifier(sc)} AS BINARY) = CAST(e.{quote_identifier(ec)} AS BINARY)"
+            for sc, ec in v.join_keys
+        ]
         on.append(f"{s_ts} <= e.{ts}")
         on_params: list = []
         if v.ttl_us:
@@ -302,6 +309,31 @@ def table_exists(table: str) -> Statement:
     schema, params = _schema_and_table(table)
     sql = f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = {schema} AND TABLE_NAME = %s"
     return sql, params
+
+
+def count_between(table: str, column: str, start: dt.datetime, end: dt.datetime) -> Statement:
+    """Rows with start <= column < end."""
+    c = quote_identifier(column)
+    return f"SELECT COUNT(*) FROM {quote_table(table)} WHERE {c} >= %s AND {c} < %s", [
+        naive_utc(start),
+        naive_utc(end),
+    ]
+
+
+def count_all(table: str) -> Statement:
+    return f"SELECT COUNT(*) FROM {quote_table(table)}", []
+
+
+def truncate(table: str) -> Statement:
+    return f"TRUNCATE TABLE {quote_table(table)}", []
+
+
+def delete_where(table: str, equals: dict[str, object]) -> Statement:
+    """DELETE the rows whose columns equal the given values (all bound)."""
+    if not equals:
+        raise ValueError("delete_where needs at least one condition")
+    where = " AND ".join(f"{quote_identifier(c)} = %s" for c in equals)
+    return f"DELETE FROM {quote_table(table)} WHERE {where}", list(equals.values())
 
 
 def _schema_and_table(table: str) -> tuple[str, list[str]]:

@@ -272,8 +272,8 @@ def ddl_for_field(field: ColumnMeta) -> str:
     if code in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
         return "DATETIME(6)"
     if code in _STRING_CODES and not pa.types.is_binary(kind):
-        chars = field.length // 4 if field.length else 0
-        return f"VARCHAR({chars})" if 0 < chars <= 768 else "LONGTEXT"
+        # field.length is in bytes of the column's charset; over-sizing is harmless, truncation is not.
+        return f"VARCHAR({field.length})" if 0 < field.length <= 4096 else "LONGTEXT"
     if pa.types.is_binary(kind):
         return f"VARBINARY({field.length})" if 0 < field.length <= 3072 else "LONGBLOB"
     if code == FIELD_TYPE.TIME:

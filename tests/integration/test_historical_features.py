@@ -283,3 +283,75 @@ def test_view_over_a_query_source(repo_config, db):
     store = store_with(repo_config, view)
     df = _get(store, _entities((1, T0 + timedelta(days=400))), features=["q_stats:spend"])
     assert df["spend"].tolist() == [10.0]  # TTL None: unbounded look-back
+
+
+def test_percent_signs_in_queries_and_names(repo_config, db):
+    """`%` in a query source, in a SQL entity query and in a column name reaches the server intact."""
+    from providers.tidb import TiDBSource
+
+    create_table(
+        db,
+        "pct",
+        "user_id BIGINT, `rate%` DOUBLE, tag VARCHAR(8), event_ts DATETIME(6)",
+        pd.DataFrame(
+            {"user_id": [1, 2], "rate%": [0.5, 0.7], "tag": ["a%", "b"], "event_ts": [T0, T0]}
+        ),
+    )
+    view = FeatureView(
+        name="pct_view",
+        entities=[USER],
+        ttl=None,
+        schema=[Field(name="rate%", dtype=Float64), Field(name="mod3", dtype=Int64)],
+        source=TiDBSource(
+            name="pct_src",
+            timestamp_field="event_ts",
+            query="SELECT user_id, `rate%`, user_id % 3 AS mod3, event_ts FROM pct WHERE tag LIKE 'a%'",
+        ),
+    )
+    store = store_with(repo_config, view)
+    from providers.tidb import TiDBOfflineStore
+
+    TiDBOfflineStore().validate_data_source(repo_config, view.batch_source)
+    create_table(
+        db,
+        "days",
+        "user_id BIGINT, day VARCHAR(10)",
+        pd.DataFrame({"user_id": [1, 2], "day": ["2026-01-11", "2026-01-11"]}),
+    )
+    entity_sql = "SELECT user_id, STR_TO_DATE(CONCAT(day, ' 06'), '%Y-%m-%d %H') AS event_timestamp FROM days WHERE day LIKE '2026-%'"
+    df = _get(store, entity_sql, features=["pct_view:rate%", "pct_view:mod3"]).sort_values(
+        "user_id"
+    )
+    assert df["rate%"].tolist()[0] == 0.5 and pd.isna(
+        df["rate%"].tolist()[1]
+    )  # user 2's tag is not LIKE 'a%'
+    assert df["mod3"].tolist()[0] == 1
+
+
+def test_string_keys_match_exactly_under_a_case_insensitive_collation(repo_config, db):
+    from feast import Entity, ValueType
+
+    from providers.tidb import TiDBSource
+
+    create_table(
+        db,
+        "acct_ci",
+        "acct VARCHAR(16) COLLATE utf8mb4_general_ci, v BIGINT, event_ts DATETIME(6)",
+        pd.DataFrame({"acct": ["abc", "ABC", "a"], "v": [1, 2, 3], "event_ts": [T0, T0, T0]}),
+    )
+    account = Entity(name="account", join_keys=["acct"], value_type=ValueType.STRING)
+    view = FeatureView(
+        name="acct_v",
+        entities=[account],
+        ttl=None,
+        schema=[Field(name="v", dtype=Int64)],
+        source=TiDBSource(name="acct_ci_src", table="acct_ci", timestamp_field="event_ts"),
+    )
+    store = FeatureStore(config=repo_config)
+    store.apply([account, view])
+    ents = pd.DataFrame(
+        {"acct": ["abc", "ABC", "A", "a "], "event_timestamp": [T0.tz_localize("UTC")] * 4}
+    )
+    df = store.get_historical_features(entity_df=ents, features=["acct_v:v"]).to_df()
+    assert df["v"].tolist()[:2] == [1, 2]
+    assert df["v"].isna().tolist()[2:] == [True, True]

@@ -243,3 +243,26 @@ def test_feast_load_accepts_an_expanded_password_starting_with_dollar(repo, monk
     monkeypatch.delenv("ecretPw", raising=False)
     cfg = load_repo_config(repo_path, yaml_path).offline_store
     assert cfg.password == "$ecretPw"
+
+
+def test_tls_context_honours_ca_verification_and_client_certificate(tmp_path):
+    import ssl
+
+    from providers.tidb import TiDBOfflineStoreConfig
+    from providers.tidb.connection import connect_kwargs
+
+    base = dict(host="h", user="u", password="p", database="d", tls=True)
+    ctx = connect_kwargs(TiDBOfflineStoreConfig(**base))["ssl"]
+    assert isinstance(ctx, ssl.SSLContext)
+    assert ctx.check_hostname and ctx.verify_mode == ssl.CERT_REQUIRED
+    off = connect_kwargs(TiDBOfflineStoreConfig(**base, tls_verify=False))["ssl"]
+    assert not off.check_hostname and off.verify_mode == ssl.CERT_NONE
+    with pytest.raises(FileNotFoundError):  # the CA file is used, not silently dropped
+        connect_kwargs(TiDBOfflineStoreConfig(**base, tls_ca=str(tmp_path / "missing-ca.pem")))
+    with pytest.raises(FileNotFoundError):  # and so is the client certificate
+        connect_kwargs(
+            TiDBOfflineStoreConfig(
+                **base, tls_cert=str(tmp_path / "c.pem"), tls_key=str(tmp_path / "k.pem")
+            )
+        )
+    assert "ssl" not in connect_kwargs(TiDBOfflineStoreConfig(**{**base, "tls": False}))

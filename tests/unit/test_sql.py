@@ -255,22 +255,22 @@ def test_point_in_time_join_one_view_with_ttl_and_created_filter():
         "_feast_entity_x", "event_timestamp", [view], [sql.ROW_ID], filter_by_created_timestamp=True
     )
     expected = """
-        WITH fv0 AS (
+        WITH _feast_fv0 AS (
           SELECT `driver_id`, `event_timestamp`, `driver_hourly__conv_rate` FROM (
             SELECT e.`driver_id`, e.`event_timestamp`, s.`conv_rate` AS `driver_hourly__conv_rate`,
               ROW_NUMBER() OVER (PARTITION BY e.`driver_id`, e.`event_timestamp`
                                  ORDER BY s.`event_ts` DESC, s.`created` DESC) AS _feast_rn
             FROM (SELECT DISTINCT `driver_id`, `event_timestamp` FROM `_feast_entity_x`) AS e
             JOIN `driver_stats` AS s
-              ON s.`driver` = e.`driver_id`
+              ON s.`driver` = e.`driver_id` AND CAST(s.`driver` AS BINARY) = CAST(e.`driver_id` AS BINARY)
              AND s.`event_ts` <= e.`event_timestamp`
              AND s.`event_ts` >= DATE_SUB(e.`event_timestamp`, INTERVAL %s MICROSECOND)
              AND s.`created` <= e.`event_timestamp`
             WHERE s.`event_ts` >= %s AND s.`event_ts` <= %s
           ) AS r WHERE r._feast_rn = 1)
-        SELECT e.`_feast_row_id`, fv0.`driver_hourly__conv_rate`
+        SELECT e.`_feast_row_id`, _feast_fv0.`driver_hourly__conv_rate`
         FROM `_feast_entity_x` AS e
-        LEFT JOIN fv0 ON fv0.`driver_id` = e.`driver_id` AND fv0.`event_timestamp` = e.`event_timestamp`
+        LEFT JOIN _feast_fv0 ON _feast_fv0.`driver_id` = e.`driver_id` AND _feast_fv0.`event_timestamp` = e.`event_timestamp`
         ORDER BY e.`_feast_row_id`
     """
     assert norm(text) == golden(expected)
@@ -307,29 +307,29 @@ def test_point_in_time_join_two_views():
         "db.ent", "event_timestamp", [v0, v1], [sql.ROW_ID], filter_by_created_timestamp=False
     )
     expected = """
-        WITH fv0 AS (SELECT `user_id`, `event_timestamp`, `a__amt` FROM (
+        WITH _feast_fv0 AS (SELECT `user_id`, `event_timestamp`, `a__amt` FROM (
             SELECT e.`user_id`, e.`event_timestamp`, s.`amt` AS `a__amt`,
               ROW_NUMBER() OVER (PARTITION BY e.`user_id`, e.`event_timestamp`
                                  ORDER BY s.`ts` DESC) AS _feast_rn
             FROM (SELECT DISTINCT `user_id`, `event_timestamp` FROM `db`.`ent`) AS e
-            JOIN `s0` AS s ON s.`user_id` = e.`user_id` AND s.`ts` <= e.`event_timestamp`
+            JOIN `s0` AS s ON s.`user_id` = e.`user_id` AND CAST(s.`user_id` AS BINARY) = CAST(e.`user_id` AS BINARY) AND s.`ts` <= e.`event_timestamp`
             WHERE 1 = 1) AS r WHERE r._feast_rn = 1),
-        fv1 AS (SELECT `user_id`, `merchant_id`, `event_timestamp`, `b__cnt`, `b__sum` FROM (
+        _feast_fv1 AS (SELECT `user_id`, `merchant_id`, `event_timestamp`, `b__cnt`, `b__sum` FROM (
             SELECT e.`user_id`, e.`merchant_id`, e.`event_timestamp`,
               s.`cnt` AS `b__cnt`, s.`sum` AS `b__sum`,
               ROW_NUMBER() OVER (PARTITION BY e.`user_id`, e.`merchant_id`, e.`event_timestamp`
                                  ORDER BY s.`event_ts` DESC, s.`created` DESC) AS _feast_rn
             FROM (SELECT DISTINCT `user_id`, `merchant_id`, `event_timestamp` FROM `db`.`ent`) AS e
             JOIN (SELECT * FROM x WHERE c LIKE 'z%%') AS s
-              ON s.`uid` = e.`user_id` AND s.`mid` = e.`merchant_id`
+              ON s.`uid` = e.`user_id` AND CAST(s.`uid` AS BINARY) = CAST(e.`user_id` AS BINARY) AND s.`mid` = e.`merchant_id` AND CAST(s.`mid` AS BINARY) = CAST(e.`merchant_id` AS BINARY)
              AND s.`event_ts` <= e.`event_timestamp`
              AND s.`event_ts` >= DATE_SUB(e.`event_timestamp`, INTERVAL %s MICROSECOND)
             WHERE s.`event_ts` >= %s AND s.`event_ts` <= %s) AS r WHERE r._feast_rn = 1)
-        SELECT e.`_feast_row_id`, fv0.`a__amt`, fv1.`b__cnt`, fv1.`b__sum`
+        SELECT e.`_feast_row_id`, _feast_fv0.`a__amt`, _feast_fv1.`b__cnt`, _feast_fv1.`b__sum`
         FROM `db`.`ent` AS e
-        LEFT JOIN fv0 ON fv0.`user_id` = e.`user_id` AND fv0.`event_timestamp` = e.`event_timestamp`
-        LEFT JOIN fv1 ON fv1.`user_id` = e.`user_id` AND fv1.`merchant_id` = e.`merchant_id`
-                     AND fv1.`event_timestamp` = e.`event_timestamp`
+        LEFT JOIN _feast_fv0 ON _feast_fv0.`user_id` = e.`user_id` AND _feast_fv0.`event_timestamp` = e.`event_timestamp`
+        LEFT JOIN _feast_fv1 ON _feast_fv1.`user_id` = e.`user_id` AND _feast_fv1.`merchant_id` = e.`merchant_id`
+                     AND _feast_fv1.`event_timestamp` = e.`event_timestamp`
         ORDER BY e.`_feast_row_id`
     """
     assert norm(text) == golden(expected)
@@ -351,14 +351,14 @@ def test_point_in_time_join_view_without_join_keys():
     view = sql.ViewQuery("g", "`global_stats`", [], [("n", "n")], "ts", None, 0)
     text, params = sql.point_in_time_join("ent", "ts", [view], ["user_id", "ts"])
     expected = """
-        WITH fv0 AS (SELECT `ts`, `n` FROM (
+        WITH _feast_fv0 AS (SELECT `ts`, `n` FROM (
             SELECT e.`ts`, s.`n` AS `n`,
               ROW_NUMBER() OVER (PARTITION BY e.`ts` ORDER BY s.`ts` DESC) AS _feast_rn
             FROM (SELECT DISTINCT `ts` FROM `ent`) AS e
             JOIN `global_stats` AS s ON s.`ts` <= e.`ts`
             WHERE 1 = 1) AS r WHERE r._feast_rn = 1)
-        SELECT e.`user_id`, e.`ts`, fv0.`n` FROM `ent` AS e
-        LEFT JOIN fv0 ON fv0.`ts` = e.`ts`
+        SELECT e.`user_id`, e.`ts`, _feast_fv0.`n` FROM `ent` AS e
+        LEFT JOIN _feast_fv0 ON _feast_fv0.`ts` = e.`ts`
         ORDER BY e.`_feast_row_id`
     """
     assert norm(text) == golden(expected)

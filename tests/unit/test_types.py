@@ -291,7 +291,7 @@ def test_ddl_for_arrow_unsupported(kind):
         (col(FIELD_TYPE.NEWDECIMAL, length=11, scale=0), "DECIMAL(10, 0)"),
         (col(FIELD_TYPE.JSON), "JSON"),
         (col(FIELD_TYPE.TIMESTAMP, length=19), "DATETIME(6)"),
-        (col(FIELD_TYPE.VAR_STRING, length=1020, charsetnr=UTF8MB4), "VARCHAR(255)"),
+        (col(FIELD_TYPE.VAR_STRING, length=1020, charsetnr=UTF8MB4), "VARCHAR(1020)"),
         (col(FIELD_TYPE.BLOB, length=262140, charsetnr=UTF8MB4), "LONGTEXT"),
         (col(FIELD_TYPE.VAR_STRING, length=16, charsetnr=BINARY), "VARBINARY(16)"),
         (col(FIELD_TYPE.BLOB, length=65535, charsetnr=BINARY), "LONGBLOB"),

@@ -9,7 +9,7 @@ def create_table(conn, table: str, ddl: str, df: pd.DataFrame | None = None) -> 
     with conn.cursor() as cur:
         cur.execute(f"CREATE TABLE `{table}` ({ddl})")
         if df is not None and len(df):
-            cols = ", ".join(f"`{c}`" for c in df.columns)
+            cols = ", ".join("`" + c.replace("%", "%%") + "`" for c in df.columns)
             marks = ", ".join(["%s"] * len(df.columns))
             rows = [tuple(_py(v) for v in row) for row in df.itertuples(index=False, name=None)]
             cur.executemany(f"INSERT INTO `{table}` ({cols}) VALUES ({marks})", rows)

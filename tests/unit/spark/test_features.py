@@ -1,0 +1,150 @@
+"""Each transform on small hand-built DataFrames with known answers, window edges included."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import Decimal
+
+import pytest
+
+from spark_jobs import features as fx
+
+UTC = dt.UTC
+D = dt.date(2026, 3, 31)  # the as-of day in these tests
+
+
+def at(day: dt.date, hour: int = 12, minute: int = 0) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(hour, minute), tzinfo=UTC)
+
+
+def ago(days: int) -> dt.date:
+    return D - dt.timedelta(days=days)
+
+
+def by_user(df) -> dict:
+    return {r["user_id"]: r.asDict() for r in df.collect()}
+
+
+TXN_SCHEMA = (
+    "user_id long, merchant_id string, amount decimal(14,2), currency string, event_ts timestamp"
+)
+
+
+def test_transaction_windows_and_edges(spark):
+    rows = [
+        (1, "m1", 10, "EUR", at(D, 23, 59)),  # last minute of the day: in every window
+        (1, "m2", 5, "EUR", at(ago(1), 0, 0)),  # first minute of the day before: 7d and 30d
+        (1, "m1", 7, "EUR", at(ago(6))),  # 7d edge (6 days back): in 7d
+        (1, "m3", 1, "EUR", at(ago(7))),  # just outside 7d, inside 30d
+        (1, "m4", 2, "EUR", at(ago(29))),  # 30d edge: inside
+        (1, "m5", 100, "EUR", at(ago(30))),  # outside 30d
+        (
+            1,
+            "m6",
+            1000,
+            "EUR",
+            at(D + dt.timedelta(days=1), 0, 0),
+        ),  # after the as-of instant: ignored
+        (2, "m9", 3, "EUR", at(ago(30))),  # only activity just outside 30d -> a row of zeros
+        (3, "m9", 3, "EUR", at(ago(31))),  # older: no row at all
+    ]
+    raw = spark.createDataFrame([(u, m, Decimal(a), c, t) for u, m, a, c, t in rows], TXN_SCHEMA)
+    out = by_user(fx.transaction_features(fx.daily_transactions(raw), D))
+    assert set(out) == {1, 2}
+    u1 = out[1]
+    assert (u1["txn_count_1d"], u1["txn_sum_1d"], u1["txn_merchants_1d"]) == (1, 10.0, 1)
+    assert (u1["txn_count_7d"], u1["txn_sum_7d"], u1["txn_merchants_7d"]) == (3, 22.0, 2)
+    assert (u1["txn_count_30d"], u1["txn_sum_30d"], u1["txn_merchants_30d"]) == (5, 25.0, 4)
+    assert out[2] == {"user_id": 2, **{c: 0 for c in fx.FEATURE_SETS["transactions"].columns}}
+
+
+def test_withdrawal_windows(spark):
+    schema = "user_id long, amount decimal(14,2), destination_account string, event_ts timestamp"
+    rows = [
+        (1, Decimal("50.5"), "a", at(D)),
+        (1, Decimal("20"), "a", at(ago(6))),
+        (1, Decimal("99"), "a", at(ago(7))),
+        (2, Decimal("1"), "b", at(ago(7))),
+    ]
+    out = by_user(
+        fx.withdrawal_features(fx.daily_withdrawals(spark.createDataFrame(rows, schema)), D)
+    )
+    assert out[1] == {
+        "user_id": 1,
+        "withdrawal_count_1d": 1,
+        "withdrawal_sum_1d": 50.5,
+        "withdrawal_count_7d": 2,
+        "withdrawal_sum_7d": 70.5,
+    }
+    assert out[2]["withdrawal_count_7d"] == 0 and out[2]["withdrawal_sum_1d"] == 0.0
+
+
+LOGIN_SCHEMA = (
+    "user_id long, ip string, device_id string, country string, success boolean, event_ts timestamp"
+)
+
+
+def test_failed_logins_over_one_day(spark):
+    rows = [
+        (1, "ip", "d", "DE", False, at(D, 0, 0)),
+        (1, "ip", "d", "DE", False, at(D, 23, 59)),
+        (1, "ip", "d", "DE", True, at(D)),
+        (1, "ip", "d", "DE", False, at(ago(1), 23, 59)),
+        (2, "ip", "d", "DE", False, at(ago(1))),
+    ]
+    out = by_user(fx.login_features(fx.daily_logins(spark.createDataFrame(rows, LOGIN_SCHEMA)), D))
+    assert out[1] == {"user_id": 1, "failed_logins_1d": 2, "logins_1d": 3}
+    assert out[2] == {"user_id": 2, "failed_logins_1d": 0, "logins_1d": 0}  # yesterday only: zeros
+
+
+def test_common_ips_and_devices_over_365_days(spark):
+    rows = [
+        # ip A: 3 logins, B: 2 (one more recent than C's), C: 2, D: 5 but 365 days ago (outside)
+        *[(1, "A", "phone", "DE", True, at(ago(d))) for d in (1, 2, 3)],
+        (1, "B", "phone", "DE", True, at(ago(10), 9)),
+        (1, "B", "laptop", "DE", True, at(ago(10), 10)),
+        (1, "C", "laptop", "DE", True, at(ago(20))),
+        (1, "C", "phone", "DE", True, at(ago(364))),
+        *[(1, "D", "tablet", "DE", True, at(ago(365))) for _ in range(5)],
+        (1, "E", "phone", "DE", False, at(D)),  # failed logins do not count
+        (2, "Z", "old", "DE", True, at(ago(365))),  # window just emptied: empty lists
+    ]
+    daily = fx.daily_login_values(spark.createDataFrame(rows, LOGIN_SCHEMA))
+    out = by_user(fx.profile_features(daily, D))
+    # B and C both have 2 logins; B was used more recently (day -10 vs C's latest, day -20).
+    assert json.loads(out[1]["common_ips_365d"]) == ["A", "B", "C"]
+    assert json.loads(out[1]["common_devices_365d"]) == ["phone", "laptop"]
+    assert (
+        json.loads(out[2]["common_ips_365d"]) == []
+        and json.loads(out[2]["common_devices_365d"]) == []
+    )
+
+
+def test_versioned_rows_carry_event_created_and_run(spark):
+    rows = spark.createDataFrame([(1, 0, 0)], "user_id long, failed_logins_1d long, logins_1d long")
+    created = dt.datetime(2026, 4, 2, 8, 30, tzinfo=UTC)
+    out = fx.versioned(rows, fx.FEATURE_SETS["logins"], D, created, "run-1").collect()[0]
+    assert out["event_ts"] == dt.datetime(
+        2026, 4, 1, 0, 0
+    )  # collected as naive UTC (session tz UTC)
+    assert out["created_ts"] == dt.datetime(2026, 4, 2, 8, 30)
+    assert out["run_id"] == "run-1"
+
+
+def test_definition_hash_is_stable_and_distinct():
+    hashes = {name: fs.definition_hash() for name, fs in fx.FEATURE_SETS.items()}
+    assert len(set(hashes.values())) == len(hashes)
+    assert hashes == {name: fs.definition_hash() for name, fs in fx.FEATURE_SETS.items()}
+
+
+@pytest.mark.parametrize("name", sorted(fx.FEATURE_SETS))
+def test_compute_returns_exactly_the_declared_columns(spark, name):
+    fs = fx.FEATURE_SETS[name]
+    empty = {
+        "transactions": TXN_SCHEMA,
+        "withdrawals": "user_id long, amount decimal(14,2), destination_account string, event_ts timestamp",
+        "logins": LOGIN_SCHEMA,
+    }[fs.source]
+    out = fs.compute(fs.prepare(spark.createDataFrame([], empty)), D)
+    assert out.columns == ["user_id", *fs.columns]
