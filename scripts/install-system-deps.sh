@@ -10,10 +10,11 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   || missing+=(mariadb-server)
 command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
+[ -f /usr/share/java/mariadb-java-client.jar ] || missing+=(libmariadb-java)  # JDBC driver for Spark
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "System packages: all present (redis-server, mariadb-server, java, python3-venv)."
+  echo "System packages: all present (redis-server, mariadb-server, java, MariaDB Connector/J, python3-venv)."
   exit 0
 fi
 

@@ -1,4 +1,11 @@
+import os
+import time
+
 import pytest
+
+# Spark jobs run in UTC; so do their tests, whatever the machine's zone.
+os.environ["TZ"] = "UTC"
+time.tzset()
 
 
 @pytest.fixture(scope="session")

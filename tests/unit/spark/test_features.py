@@ -23,7 +23,11 @@ def ago(days: int) -> dt.date:
 
 
 def by_user(df) -> dict:
-    return {r["user_id"]: r.asDict() for r in df.collect()}
+    """Rows of one as-of day, by user, without the as_of_day column."""
+    return {
+        r["user_id"]: {k: v for k, v in r.asDict().items() if k != "as_of_day"}
+        for r in df.collect()
+    }
 
 
 TXN_SCHEMA = (
@@ -50,7 +54,7 @@ def test_transaction_windows_and_edges(spark):
         (3, "m9", 3, "EUR", at(ago(31))),  # older: no row at all
     ]
     raw = spark.createDataFrame([(u, m, Decimal(a), c, t) for u, m, a, c, t in rows], TXN_SCHEMA)
-    out = by_user(fx.transaction_features(fx.daily_transactions(raw), D))
+    out = by_user(fx.transaction_features(fx.daily_transactions(raw), [D]))
     assert set(out) == {1, 2}
     u1 = out[1]
     assert (u1["txn_count_1d"], u1["txn_sum_1d"], u1["txn_merchants_1d"]) == (1, 10.0, 1)
@@ -68,7 +72,7 @@ def test_withdrawal_windows(spark):
         (2, Decimal("1"), "b", at(ago(7))),
     ]
     out = by_user(
-        fx.withdrawal_features(fx.daily_withdrawals(spark.createDataFrame(rows, schema)), D)
+        fx.withdrawal_features(fx.daily_withdrawals(spark.createDataFrame(rows, schema)), [D])
     )
     assert out[1] == {
         "user_id": 1,
@@ -93,7 +97,9 @@ def test_failed_logins_over_one_day(spark):
         (1, "ip", "d", "DE", False, at(ago(1), 23, 59)),
         (2, "ip", "d", "DE", False, at(ago(1))),
     ]
-    out = by_user(fx.login_features(fx.daily_logins(spark.createDataFrame(rows, LOGIN_SCHEMA)), D))
+    out = by_user(
+        fx.login_features(fx.daily_logins(spark.createDataFrame(rows, LOGIN_SCHEMA)), [D])
+    )
     assert out[1] == {"user_id": 1, "failed_logins_1d": 2, "logins_1d": 3}
     assert out[2] == {"user_id": 2, "failed_logins_1d": 0, "logins_1d": 0}  # yesterday only: zeros
 
@@ -111,7 +117,7 @@ def test_common_ips_and_devices_over_365_days(spark):
         (2, "Z", "old", "DE", True, at(ago(365))),  # window just emptied: empty lists
     ]
     daily = fx.daily_login_values(spark.createDataFrame(rows, LOGIN_SCHEMA))
-    out = by_user(fx.profile_features(daily, D))
+    out = by_user(fx.profile_features(daily, [D]))
     # B and C both have 2 logins; B was used more recently (day -10 vs C's latest, day -20).
     assert json.loads(out[1]["common_ips_365d"]) == ["A", "B", "C"]
     assert json.loads(out[1]["common_devices_365d"]) == ["phone", "laptop"]
@@ -122,9 +128,11 @@ def test_common_ips_and_devices_over_365_days(spark):
 
 
 def test_versioned_rows_carry_event_created_and_run(spark):
-    rows = spark.createDataFrame([(1, 0, 0)], "user_id long, failed_logins_1d long, logins_1d long")
+    rows = spark.createDataFrame(
+        [(1, D, 0, 0)], "user_id long, as_of_day date, failed_logins_1d long, logins_1d long"
+    )
     created = dt.datetime(2026, 4, 2, 8, 30, tzinfo=UTC)
-    out = fx.versioned(rows, fx.FEATURE_SETS["logins"], D, created, "run-1").collect()[0]
+    out = fx.versioned(rows, fx.FEATURE_SETS["logins"], created, "run-1").collect()[0]
     assert out["event_ts"] == dt.datetime(
         2026, 4, 1, 0, 0
     )  # collected as naive UTC (session tz UTC)
@@ -146,5 +154,32 @@ def test_compute_returns_exactly_the_declared_columns(spark, name):
         "withdrawals": "user_id long, amount decimal(14,2), destination_account string, event_ts timestamp",
         "logins": LOGIN_SCHEMA,
     }[fs.source]
-    out = fs.compute(fs.prepare(spark.createDataFrame([], empty)), D)
-    assert out.columns == ["user_id", *fs.columns]
+    out = fs.compute(fs.prepare(spark.createDataFrame([], empty)), [D])
+    assert out.columns == ["user_id", "as_of_day", *fs.columns]
+
+
+def test_many_days_in_one_pass_equal_each_day_alone(spark):
+    """compute(daily, [d1..dn]) must equal n separate one-day computations (chunks vs days)."""
+    import random
+
+    rng = random.Random(5)
+    rows = [
+        (
+            u,
+            rng.choice(["1.1.1.1", "2.2.2.2", "3.3.3.3"]),
+            rng.choice(["p", "q"]),
+            "DE",
+            rng.random() > 0.2,
+            at(ago(rng.randint(0, 60)), rng.randint(0, 23)),
+        )
+        for u in range(1, 30)
+        for _ in range(12)
+    ]
+    logins = spark.createDataFrame(rows, LOGIN_SCHEMA)
+    days = [ago(i) for i in (0, 1, 2, 4, 9)]  # with a gap, as a resumed chunk can have
+    for name in ("logins", "profile"):
+        fs = fx.FEATURE_SETS[name]
+        daily = fs.prepare(logins).cache()
+        together = sorted(tuple(r) for r in fs.compute(daily, days).collect())
+        alone = sorted(tuple(r) for day in days for r in fs.compute(daily, [day]).collect())
+        assert together == alone and len(together) > 20

@@ -1,0 +1,281 @@
+"""Backfill (cold start) and daily batch: compute feature sets for each day of a range.
+
+    python -m spark_jobs.backfill --start 2026-01-01 --end 2026-03-31 [--features transactions,profile]
+                                  [--materialize] [--new-run] [--chunk-days 28] [--master URL] [--conf k=v]
+
+Each (feature set, day) is a partition: written whole with the run's id and its own `created_ts`,
+then recorded in `feature_run_partitions`. If the job dies, the next invocation with the same
+parameters resumes that run and skips the partitions already written; running a finished range
+again writes a new version (nothing is overwritten). `--materialize` then runs
+`feast materialize` for the range. The daily batch job is this with --start = --end = yesterday.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from spark_jobs import runs
+from spark_jobs.features import FEATURE_SETS, FeatureSet, as_of_timestamp, versioned
+from spark_jobs.settings import (
+    Database,
+    SettingsError,
+    add_spark_arguments,
+    parse_conf,
+    spark_session,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+JOB = "backfill"
+MAX_DAYS = 3660
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from exc
+
+
+def _feature_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in FEATURE_SETS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown feature set(s) {unknown or text!r}; choose from {', '.join(FEATURE_SETS)}"
+        )
+    return list(dict.fromkeys(names))
+
+
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m spark_jobs.backfill",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--start", type=_date, required=True, help="First as-of day (UTC), e.g. 2026-01-01."
+    )
+    parser.add_argument("--end", type=_date, required=True, help="Last as-of day (UTC), inclusive.")
+    parser.add_argument(
+        "--features",
+        type=_feature_list,
+        default=list(FEATURE_SETS),
+        help=f"Comma-separated feature sets (default: all: {','.join(FEATURE_SETS)}).",
+    )
+    parser.add_argument(
+        "--chunk-days",
+        type=_positive,
+        default=28,
+        help="Days computed from one read of the raw events (default 7).",
+    )
+    parser.add_argument(
+        "--new-run",
+        action="store_true",
+        help="Start a new run even if an unfinished one with these parameters exists.",
+    )
+    parser.add_argument(
+        "--materialize",
+        action="store_true",
+        help="Run `feast materialize` for the range afterwards.",
+    )
+    parser.add_argument(
+        "--feature-repo", default=str(ROOT / "feature_repo"), help="Feast repo for --materialize."
+    )
+    parser.add_argument("--no-progress", action="store_true", help="No progress bar (logs only).")
+    add_spark_arguments(parser)
+    args = parser.parse_args(argv)
+    if args.end < args.start:
+        parser.error(f"--end {args.end} is before --start {args.start}")
+    if (args.end - args.start).days + 1 > MAX_DAYS:
+        parser.error(f"the range has more than {MAX_DAYS} days; split it")
+    try:
+        args.conf = parse_conf(args.conf)
+    except SettingsError as exc:
+        parser.error(str(exc))
+    return args
+
+
+@dataclass
+class Summary:
+    written: dict[str, int] = field(default_factory=dict)
+    partitions: dict[str, int] = field(default_factory=dict)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def chunks(days: list[dt.date], size: int) -> list[list[dt.date]]:
+    return [days[i : i + size] for i in range(0, len(days), size)]
+
+
+def backfill_feature_set(
+    spark,
+    db: Database,
+    fs: FeatureSet,
+    days: list[dt.date],
+    run: runs.Run,
+    chunk_days: int,
+    summary: Summary,
+    progress,
+) -> None:
+    """Compute and write `fs` for `days`, a chunk at a time: one read of the raw events, one write.
+
+    Every day of a chunk is its own partition in the bookkeeping; days are recorded only once the
+    chunk's write has finished, so an interrupted write is redone (after removing what it left).
+    """
+    from spark_jobs.jdbc import read_events, write_rows
+
+    for chunk in chunks(days, chunk_days):
+        todo = [d for d in chunk if (fs.name, d) not in run.done]
+        summary.skipped[fs.name] = summary.skipped.get(fs.name, 0) + len(chunk) - len(todo)
+        progress.update(len(chunk) - len(todo))
+        if not todo:
+            continue
+        if run.resumed:
+            for day in todo:
+                runs.clear_partition(db, fs.table, run.run_id, as_of_timestamp(day))
+        # Events from the start of the longest window of the chunk's first day to its last day's end.
+        start = dt.datetime.combine(
+            todo[0] - dt.timedelta(days=fs.lookback_days), dt.time(), tzinfo=dt.UTC
+        )
+        daily = fs.prepare(
+            read_events(spark, db, fs.source, start, as_of_timestamp(todo[-1]))
+        ).cache()
+        created = runs.utc_now()
+        try:
+            rows = versioned(fs.compute(daily, todo), fs, created, run.run_id).cache()
+            per_day = {
+                r["event_ts"].date() - dt.timedelta(days=1): r["n"]
+                for r in rows.groupBy("event_ts").count().withColumnRenamed("count", "n").collect()
+            }
+            write_rows(rows, db, fs.table)
+            rows.unpersist()
+        finally:
+            daily.unpersist()
+        for day in todo:
+            count = per_day.get(day, 0)
+            runs.record_partition(db, run.run_id, fs.name, day, count, created)
+            summary.written[fs.name] = summary.written.get(fs.name, 0) + count
+            summary.partitions[fs.name] = summary.partitions.get(fs.name, 0) + 1
+        progress.update(len(todo))
+
+
+def count_events(db: Database, sources: set[str], start: dt.date, end: dt.date) -> int:
+    """Raw events inside the range (the lookback before it is read but not counted)."""
+    from providers.tidb import connection, sql
+
+    lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
+    hi = as_of_timestamp(end)
+    with connection.connect(db.offline_store_config()) as conn:
+        return sum(
+            int(connection.fetch_one(conn, sql.count_between(t, "event_ts", lo, hi))[0])
+            for t in sorted(sources)
+        )
+
+
+def materialize(feature_repo: str, start: dt.date, end: dt.date) -> None:
+    feast = str(Path(sys.executable).parent / "feast")
+    window = [
+        as_of_timestamp(start).strftime("%Y-%m-%dT%H:%M:%S"),
+        as_of_timestamp(end).strftime("%Y-%m-%dT%H:%M:%S"),
+    ]
+    print(f"$ feast -c {feature_repo} materialize {' '.join(window)}", flush=True)
+    subprocess.run([feast, "-c", feature_repo, "materialize", *window], check=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from spark_jobs.schema import ensure_schema
+
+    db = Database.from_env(jdbc_jar=args.jdbc_jar, jdbc_driver=args.jdbc_driver)
+    ensure_schema(db)
+    sets = [FEATURE_SETS[name] for name in args.features]
+    days = days_between(args.start, args.end)
+    definition_hash = runs.definition_hash([fs.definition_hash() for fs in sets])
+    parameters = {
+        "start": args.start,
+        "end": args.end,
+        "features": args.features,
+        "chunk_days": args.chunk_days,
+    }
+    run_ = runs.start(
+        db, JOB, args.features, definition_hash, parameters, args.start, args.end, args.new_run
+    )
+    verb = "Resuming" if run_.resumed else "Starting"
+    print(
+        f"{verb} run {run_.run_id}: {len(sets)} feature set(s) x {len(days)} day(s) "
+        f"[{args.start} .. {args.end}], {len(run_.done)} partition(s) already written.",
+        flush=True,
+    )
+
+    started = time.monotonic()
+    spark = spark_session(
+        "feature-backfill",
+        args.master,
+        {"spark.ui.showConsoleProgress": "false", **args.conf},
+        jdbc_jar=db.jdbc_jar,
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    summary = Summary()
+    progress = tqdm(
+        total=len(sets) * len(days), unit="partition", disable=args.no_progress, file=sys.stderr
+    )
+    try:
+        for fs in sets:
+            progress.set_description(fs.name)
+            backfill_feature_set(spark, db, fs, days, run_, args.chunk_days, summary, progress)
+    except BaseException as exc:
+        progress.close()
+        runs.finish(db, run_.run_id, "failed", f"{type(exc).__name__}: {exc}")
+        print(
+            f"Run {run_.run_id} failed: {type(exc).__name__}: {exc}\n"
+            "Run the same command again to resume it.",
+            file=sys.stderr,
+        )
+        raise
+    progress.close()
+    runs.finish(db, run_.run_id, "succeeded")
+    elapsed = time.monotonic() - started
+    events = count_events(db, {fs.source for fs in sets}, args.start, args.end)
+    print(
+        f"\nRun {run_.run_id} succeeded in {elapsed:.1f}s ({events} raw events in range, "
+        f"{events / max(elapsed, 1e-9):,.0f} events/s)."
+    )
+    print(f"{'feature set':<14} {'partitions':>10} {'skipped':>8} {'rows':>10}")
+    for fs in sets:
+        print(
+            f"{fs.name:<14} {summary.partitions.get(fs.name, 0):>10} {summary.skipped.get(fs.name, 0):>8} "
+            f"{summary.written.get(fs.name, 0):>10}"
+        )
+    spark.stop()
+    if args.materialize:
+        materialize(args.feature_repo, args.start, args.end)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""Batch features per user as of a day: pure DataFrame functions, no I/O.
+
+"As of day D" means: computed from events before D+1 00:00 UTC, and valid from that instant,
+so rows are stamped `event_ts = D+1 00:00`. A window of w days covers days D-w+1 .. D.
+
+Each feature set first reduces raw events to daily aggregates per user (`prepare`), then computes
+a list of as-of days from them in one pass (`compute`): each daily row is attached to every
+requested as-of day whose window holds it, and the rows are grouped by (user_id, as_of_day).
+A user gets a row on day D when they had activity in the set's longest window or on the day
+just before it, so a window that empties yields one row of zeros instead of letting an older
+non-zero row stand.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql.window import Window
+
+
+def as_of_timestamp(day: dt.date) -> dt.datetime:
+    """The instant the features of `day` become valid: the next midnight, UTC.
+
+    Aware datetimes only: PySpark reads a naive one in the Python process's local zone.
+    """
+    return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+
+
+def expand(daily: DataFrame, days: list[dt.date], longest: int) -> DataFrame:
+    """Attach to each daily row every as-of day in `days` with 0 <= as_of_day - day <= longest.
+
+    Adds `as_of_day` and `age` (days between the row's day and the as-of day; 0: the same day).
+    """
+    first, last = min(days), max(days)
+    lo = F.greatest(F.col("day"), F.lit(first))
+    hi = F.least(F.date_add(F.col("day"), longest), F.lit(last))
+    out = daily.where(hi >= lo).withColumn("as_of_day", F.explode(F.sequence(lo, hi)))
+    if len(days) != (last - first).days + 1:  # a resumed chunk can have gaps
+        out = out.where(F.col("as_of_day").isin(days))
+    return out.withColumn("age", F.datediff(F.col("as_of_day"), F.col("day")))
+
+
+# --------------------------------------------------------------------------- transactions
+
+TXN_WINDOWS = (1, 7, 30)
+
+
+def daily_transactions(transactions: DataFrame) -> DataFrame:
+    """(user_id, day, n, amount, merchants) from raw transactions."""
+    return transactions.groupBy("user_id", F.to_date("event_ts").alias("day")).agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.col("amount").cast("double")).alias("amount"),
+        F.collect_set("merchant_id").alias("merchants"),
+    )
+
+
+def transaction_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
+    """Per user and as-of day: transaction count, sum and distinct merchants over 1, 7 and 30 days."""
+    age = F.col("age")
+    aggregates = []
+    for w in TXN_WINDOWS:
+        inside = age < w
+        aggregates += [
+            F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0)))
+            .cast("long")
+            .alias(f"txn_count_{w}d"),
+            F.coalesce(F.sum(F.when(inside, F.col("amount"))), F.lit(0.0)).alias(f"txn_sum_{w}d"),
+            F.size(F.array_distinct(F.flatten(F.collect_list(F.when(inside, F.col("merchants"))))))
+            .cast("long")
+            .alias(f"txn_merchants_{w}d"),
+        ]
+    return expand(daily, days, max(TXN_WINDOWS)).groupBy("user_id", "as_of_day").agg(*aggregates)
+
+
+# --------------------------------------------------------------------------- withdrawals
+
+WITHDRAWAL_WINDOWS = (1, 7)
+
+
+def daily_withdrawals(withdrawals: DataFrame) -> DataFrame:
+    return withdrawals.groupBy("user_id", F.to_date("event_ts").alias("day")).agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.col("amount").cast("double")).alias("amount"),
+    )
+
+
+def withdrawal_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
+    """Per user and as-of day: withdrawal count and sum over 1 and 7 days."""
+    age = F.col("age")
+    aggregates = []
+    for w in WITHDRAWAL_WINDOWS:
+        inside = age < w
+        aggregates += [
+            F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0)))
+            .cast("long")
+            .alias(f"withdrawal_count_{w}d"),
+            F.coalesce(F.sum(F.when(inside, F.col("amount"))), F.lit(0.0)).alias(
+                f"withdrawal_sum_{w}d"
+            ),
+        ]
+    return (
+        expand(daily, days, max(WITHDRAWAL_WINDOWS))
+        .groupBy("user_id", "as_of_day")
+        .agg(*aggregates)
+    )
+
+
+# --------------------------------------------------------------------------- logins
+
+
+def daily_logins(logins: DataFrame) -> DataFrame:
+    return logins.groupBy("user_id", F.to_date("event_ts").alias("day")).agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum(F.when(F.col("success"), F.lit(0)).otherwise(F.lit(1))).alias("failed"),
+    )
+
+
+def login_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
+    """Per user and as-of day: failed logins and all logins over 1 day."""
+    inside = F.col("age") < 1
+    return (
+        expand(daily, days, 1)
+        .groupBy("user_id", "as_of_day")
+        .agg(
+            F.sum(F.when(inside, F.col("failed")).otherwise(F.lit(0)))
+            .cast("long")
+            .alias("failed_logins_1d"),
+            F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0))).cast("long").alias("logins_1d"),
+        )
+    )
+
+
+# --------------------------------------------------------------------------- profile (365 days)
+
+PROFILE_WINDOW = 365
+TOP_N = 3
+
+
+def daily_login_values(logins: DataFrame) -> DataFrame:
+    """(user_id, day, kind, value, n, last_ts) for successful logins; kind is 'ip' or 'device'."""
+    ok = logins.where(F.col("success"))
+    per_kind = [
+        ok.select("user_id", "event_ts", F.lit(kind).alias("kind"), F.col(column).alias("value"))
+        for kind, column in (("ip", "ip"), ("device", "device_id"))
+    ]
+    both = per_kind[0].unionByName(per_kind[1])
+    return both.groupBy("user_id", F.to_date("event_ts").alias("day"), "kind", "value").agg(
+        F.count(F.lit(1)).alias("n"),
+        F.max("event_ts").alias("last_ts"),
+    )
+
+
+def common_values(
+    daily: DataFrame,
+    days: list[dt.date],
+    kind: str,
+    window: int = PROFILE_WINDOW,
+    top_n: int = TOP_N,
+) -> DataFrame:
+    """(user_id, as_of_day, values): the user's `top_n` most used values of `kind` over `window` days.
+
+    Order: most logins first, then most recently used, then by value. Users whose window just
+    emptied get an empty list.
+    """
+    recent = expand(daily.where(F.col("kind") == kind), days, window)
+    inside = F.col("age") < window
+    per_value = recent.groupBy("user_id", "as_of_day", "value").agg(
+        F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0))).alias("n"),
+        F.max(F.when(inside, F.col("last_ts"))).alias("last_ts"),
+    )
+    ranked = (
+        per_value.where(F.col("n") > 0)
+        .withColumn(
+            "rank",
+            F.row_number().over(
+                Window.partitionBy("user_id", "as_of_day").orderBy(
+                    F.col("n").desc(), F.col("last_ts").desc(), F.col("value").asc()
+                )
+            ),
+        )
+        .where(F.col("rank") <= top_n)
+    )
+    lists = ranked.groupBy("user_id", "as_of_day").agg(
+        F.transform(
+            F.sort_array(F.collect_list(F.struct("rank", "value"))), lambda s: s["value"]
+        ).alias("values")
+    )
+    keys = per_value.select("user_id", "as_of_day").distinct()
+    return keys.join(lists, ["user_id", "as_of_day"], "left").select(
+        "user_id",
+        "as_of_day",
+        F.coalesce(F.col("values"), F.array().cast("array<string>")).alias("values"),
+    )
+
+
+def profile_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
+    """Per user and as-of day: common IPs and devices over 365 days, as JSON arrays."""
+    ips = common_values(daily, days, "ip").withColumnRenamed("values", "ips")
+    devices = common_values(daily, days, "device").withColumnRenamed("values", "devices")
+    empty = F.array().cast("array<string>")
+    return ips.join(devices, ["user_id", "as_of_day"], "full_outer").select(
+        "user_id",
+        "as_of_day",
+        F.to_json(F.coalesce(F.col("ips"), empty)).alias("common_ips_365d"),
+        F.to_json(F.coalesce(F.col("devices"), empty)).alias("common_devices_365d"),
+    )
+
+
+# --------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class FeatureSet:
+    """One feature table: where its events come from and how a day of it is computed."""
+
+    name: str
+    table: str
+    source: str  # raw event table
+    lookback_days: int  # days before the as-of day whose events the computation reads
+    prepare: Callable[[DataFrame], DataFrame]
+    compute: Callable[[DataFrame, list[dt.date]], DataFrame]  # -> user_id, as_of_day, columns
+    columns: tuple[str, ...]
+
+    def definition_hash(self) -> str:
+        """Changes when the computation or the output changes: its code, columns and windows."""
+        parts = [
+            self.name,
+            self.table,
+            self.source,
+            str(self.lookback_days),
+            ",".join(self.columns),
+        ]
+        parts += [inspect.getsource(fn) for fn in (self.prepare, self.compute, expand)]
+        if self.name == "profile":
+            parts.append(inspect.getsource(common_values))
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
+
+FEATURE_SETS: dict[str, FeatureSet] = {
+    fs.name: fs
+    for fs in (
+        FeatureSet(
+            "transactions",
+            "user_transaction_features",
+            "transactions",
+            max(TXN_WINDOWS),
+            daily_transactions,
+            transaction_features,
+            tuple(f"txn_{m}_{w}d" for w in TXN_WINDOWS for m in ("count", "sum", "merchants")),
+        ),
+        FeatureSet(
+            "withdrawals",
+            "user_withdrawal_features",
+            "withdrawals",
+            max(WITHDRAWAL_WINDOWS),
+            daily_withdrawals,
+            withdrawal_features,
+            tuple(f"withdrawal_{m}_{w}d" for w in WITHDRAWAL_WINDOWS for m in ("count", "sum")),
+        ),
+        FeatureSet(
+            "logins",
+            "user_login_features",
+            "logins",
+            1,
+            daily_logins,
+            login_features,
+            ("failed_logins_1d", "logins_1d"),
+        ),
+        FeatureSet(
+            "profile",
+            "user_profile_features",
+            "logins",
+            PROFILE_WINDOW,
+            daily_login_values,
+            profile_features,
+            ("common_ips_365d", "common_devices_365d"),
+        ),
+    )
+}
+
+
+def versioned(
+    rows: DataFrame, feature_set: FeatureSet, created: dt.datetime, run_id: str
+) -> DataFrame:
+    """Add the version columns every stored feature row carries (event_ts from as_of_day)."""
+    return rows.select(
+        "user_id",
+        *feature_set.columns,
+        # midnight after the as-of day, UTC (the session time zone is UTC)
+        F.date_add(F.col("as_of_day"), 1).cast("timestamp").alias("event_ts"),
+        F.lit(created).alias("created_ts"),
+        F.lit(run_id).alias("run_id"),
+    )

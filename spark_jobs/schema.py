@@ -1,0 +1,174 @@
+"""The tables of the platform, created idempotently (`CREATE TABLE IF NOT EXISTS`).
+
+Raw events (written by the generator, or by the product in production), versioned feature tables
+(written by the jobs: every row carries `created_ts` and `run_id`, nothing is updated in place),
+the run bookkeeping, and the batch tables behind Feast's push sources (Feast requires them to
+exist with exactly the pushed columns).
+
+Column types keep to what TiDB, MySQL 8 and MariaDB share. Timestamps are DATETIME(6) in UTC.
+"""
+
+from __future__ import annotations
+
+RAW_TABLES = {
+    "logins": """
+        login_id BIGINT NOT NULL PRIMARY KEY,
+        user_id BIGINT NOT NULL,
+        ip VARCHAR(45) NOT NULL,
+        device_id VARCHAR(64) NOT NULL,
+        country CHAR(2) NOT NULL,
+        success BOOLEAN NOT NULL,
+        event_ts DATETIME(6) NOT NULL,
+        KEY idx_logins_ts (event_ts),
+        KEY idx_logins_user_ts (user_id, event_ts)""",
+    "transactions": """
+        txn_id BIGINT NOT NULL PRIMARY KEY,
+        user_id BIGINT NOT NULL,
+        merchant_id VARCHAR(32) NOT NULL,
+        amount DECIMAL(14, 2) NOT NULL,
+        currency CHAR(3) NOT NULL,
+        event_ts DATETIME(6) NOT NULL,
+        KEY idx_txn_ts (event_ts),
+        KEY idx_txn_user_ts (user_id, event_ts)""",
+    "withdrawals": """
+        withdrawal_id BIGINT NOT NULL PRIMARY KEY,
+        user_id BIGINT NOT NULL,
+        amount DECIMAL(14, 2) NOT NULL,
+        destination_account VARCHAR(34) NOT NULL,
+        event_ts DATETIME(6) NOT NULL,
+        KEY idx_wd_ts (event_ts),
+        KEY idx_wd_user_ts (user_id, event_ts)""",
+    "labels": """
+        label_id BIGINT NOT NULL PRIMARY KEY,
+        user_id BIGINT NOT NULL,
+        label VARCHAR(32) NOT NULL COMMENT 'account_takeover | withdrawal_fraud',
+        event_ts DATETIME(6) NOT NULL COMMENT 'when the fraudulent event happened',
+        reported_ts DATETIME(6) NOT NULL COMMENT 'when the outcome became known',
+        KEY idx_labels_user_ts (user_id, event_ts)""",
+}
+
+_VERSION_COLUMNS = """
+        event_ts DATETIME(6) NOT NULL COMMENT 'the features hold from this instant (end of the day computed)',
+        created_ts DATETIME(6) NOT NULL COMMENT 'when this version became known',
+        run_id VARCHAR(36) NOT NULL,
+        KEY idx_user_ts (user_id, event_ts, created_ts),
+        KEY idx_run (run_id, event_ts)"""
+
+FEATURE_TABLES = {
+    "user_transaction_features": """
+        user_id BIGINT NOT NULL,
+        txn_count_1d BIGINT NOT NULL, txn_sum_1d DOUBLE NOT NULL, txn_merchants_1d BIGINT NOT NULL,
+        txn_count_7d BIGINT NOT NULL, txn_sum_7d DOUBLE NOT NULL, txn_merchants_7d BIGINT NOT NULL,
+        txn_count_30d BIGINT NOT NULL, txn_sum_30d DOUBLE NOT NULL, txn_merchants_30d BIGINT NOT NULL,"""
+    + _VERSION_COLUMNS,
+    "user_withdrawal_features": """
+        user_id BIGINT NOT NULL,
+        withdrawal_count_1d BIGINT NOT NULL, withdrawal_sum_1d DOUBLE NOT NULL,
+        withdrawal_count_7d BIGINT NOT NULL, withdrawal_sum_7d DOUBLE NOT NULL,"""
+    + _VERSION_COLUMNS,
+    "user_login_features": """
+        user_id BIGINT NOT NULL,
+        failed_logins_1d BIGINT NOT NULL, logins_1d BIGINT NOT NULL,"""
+    + _VERSION_COLUMNS,
+    "user_profile_features": """
+        user_id BIGINT NOT NULL,
+        common_ips_365d JSON NOT NULL, common_devices_365d JSON NOT NULL,"""
+    + _VERSION_COLUMNS,
+}
+
+RUN_TABLES = {
+    "feature_runs": """
+        run_id VARCHAR(36) NOT NULL PRIMARY KEY,
+        job VARCHAR(64) NOT NULL,
+        feature_sets VARCHAR(255) NOT NULL,
+        code_version VARCHAR(64) NOT NULL,
+        definition_hash VARCHAR(64) NOT NULL COMMENT 'hash of the feature sets definitions (code + columns)',
+        parameters JSON NOT NULL,
+        range_start DATE NOT NULL,
+        range_end DATE NOT NULL,
+        status VARCHAR(16) NOT NULL COMMENT 'running | succeeded | failed',
+        rows_written BIGINT NOT NULL DEFAULT 0,
+        started_at DATETIME(6) NOT NULL,
+        finished_at DATETIME(6) NULL,
+        error TEXT NULL,
+        KEY idx_runs_lookup (job, definition_hash, status)""",
+    "feature_run_partitions": """
+        run_id VARCHAR(36) NOT NULL,
+        feature_set VARCHAR(64) NOT NULL,
+        partition_day DATE NOT NULL,
+        status VARCHAR(16) NOT NULL COMMENT 'succeeded (written whole)',
+        rows_written BIGINT NOT NULL,
+        created_ts DATETIME(6) NOT NULL COMMENT 'the created_ts of the rows written',
+        finished_at DATETIME(6) NOT NULL,
+        PRIMARY KEY (run_id, feature_set, partition_day)""",
+}
+
+# Batch tables of Feast push sources: real-time events pushed by serving land here too.
+PUSH_TABLES = {
+    "login_push_events": """
+        user_id BIGINT NOT NULL,
+        last_login_ip VARCHAR(45) NULL,
+        last_login_device VARCHAR(64) NULL,
+        last_login_country CHAR(2) NULL,
+        recent_ips JSON NULL,
+        event_ts DATETIME(6) NOT NULL,
+        KEY idx_user_ts (user_id, event_ts)""",
+    "transaction_push_events": """
+        user_id BIGINT NOT NULL,
+        last_txn_amount DOUBLE NULL,
+        last_txn_merchant VARCHAR(32) NULL,
+        event_ts DATETIME(6) NOT NULL,
+        KEY idx_user_ts (user_id, event_ts)""",
+}
+
+ALL_TABLES = {**RAW_TABLES, **FEATURE_TABLES, **RUN_TABLES, **PUSH_TABLES}
+
+
+class SchemaMismatch(RuntimeError):
+    """An existing table lacks columns this version of the platform writes."""
+
+
+def declared_columns(ddl: str) -> list[str]:
+    """Column names of a DDL body (lines that start with a name; keys are skipped)."""
+    parts, depth, current = [], 0, []
+    for ch in ddl:  # split at commas outside parentheses: DECIMAL(14, 2) and KEY (a, b) stay whole
+        depth += (ch == "(") - (ch == ")")
+        if ch == "," and depth == 0:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(ch)
+    parts.append("".join(current))
+    names = []
+    for part in parts:
+        word = part.strip().split(" ", 1)[0]
+        if word and word.upper() not in ("KEY", "PRIMARY", "UNIQUE", "INDEX", "CONSTRAINT"):
+            names.append(word)
+    return names
+
+
+def create_statements() -> list[str]:
+    from providers.tidb.sql import quote_table
+
+    return [
+        f"CREATE TABLE IF NOT EXISTS {quote_table(name)} ({ddl}\n)"
+        for name, ddl in ALL_TABLES.items()
+    ]
+
+
+def ensure_schema(db) -> None:
+    """Create every table that does not exist yet. Safe to run any number of times."""
+    from providers.tidb import connection
+
+    with connection.connect(db.offline_store_config()) as conn:
+        for statement in create_statements():
+            connection.execute(conn, (statement, []))
+        for table, ddl in ALL_TABLES.items():
+            missing = [
+                c for c in declared_columns(ddl) if c not in connection.columns_info(conn, table)
+            ]
+            if missing:
+                raise SchemaMismatch(
+                    f"Table {db.database}.{table} exists without the column(s) {missing} this version writes. "
+                    f"Migrate it (ALTER TABLE ... ADD COLUMN), or, for local data, drop it and run again."
+                )

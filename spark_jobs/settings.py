@@ -1,0 +1,149 @@
+"""Connection and Spark settings of the jobs, from the environment and command-line flags.
+
+The same code runs `local[*]` here and on a cluster: `--master` picks the cluster, `--conf k=v`
+passes any Spark setting through, and the JDBC driver jar and class are configuration (Debian's
+MariaDB Connector/J here; any MySQL/TiDB JDBC driver in production).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass
+from urllib.parse import quote
+
+DEFAULT_JDBC_JAR = "/usr/share/java/mariadb-java-client.jar"
+DEFAULT_JDBC_DRIVER = "org.mariadb.jdbc.Driver"
+
+
+class SettingsError(ValueError):
+    """A missing or malformed setting; the message says which and how to set it."""
+
+
+@dataclass(frozen=True)
+class Database:
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    jdbc_jar: str = DEFAULT_JDBC_JAR
+    jdbc_driver: str = DEFAULT_JDBC_DRIVER
+    write_batch_rows: int = 5000
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Database:
+        env = dict(os.environ if env is None else env)
+        missing = [k for k in ("TIDB_HOST", "TIDB_USER", "TIDB_DATABASE") if not env.get(k)]
+        if missing:
+            raise SettingsError(
+                f"{', '.join(missing)} not set. Start the local stack with `make up` and "
+                "`source .stack/env`, or export the TIDB_* variables of your TiDB."
+            )
+        try:
+            port = int(env.get("TIDB_PORT") or 4000)
+        except ValueError as exc:
+            raise SettingsError(
+                f"TIDB_PORT must be a number, got {env.get('TIDB_PORT')!r}"
+            ) from exc
+        values = dict(
+            host=env["TIDB_HOST"],
+            port=port,
+            user=env["TIDB_USER"],
+            password=env.get("TIDB_PASSWORD", ""),
+            database=env["TIDB_DATABASE"],
+            jdbc_jar=env.get("SPARK_JDBC_JAR", DEFAULT_JDBC_JAR),
+            jdbc_driver=env.get("SPARK_JDBC_DRIVER", DEFAULT_JDBC_DRIVER),
+        )
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    @property
+    def jdbc_url(self) -> str:
+        # Always the jdbc:mysql scheme: Spark picks its MySQL dialect (backtick quoting) from it, and
+        # MariaDB Connector/J 2.x, MySQL Connector/J and TiDB all accept it.
+        # rewriteBatchedStatements: one multi-row INSERT per JDBC batch.
+        return (
+            f"jdbc:mysql://{self.host}:{self.port}/{quote(self.database)}"
+            "?rewriteBatchedStatements=true&useServerPrepStmts=false&sessionVariables=time_zone='+00:00'"
+        )
+
+    def jdbc_properties(self) -> dict[str, str]:
+        return {"user": self.user, "password": self.password, "driver": self.jdbc_driver}
+
+    def offline_store_config(self):
+        from providers.tidb import TiDBOfflineStoreConfig
+
+        return TiDBOfflineStoreConfig(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            password=self.password,
+            database=self.database,
+            write_batch_rows=self.write_batch_rows,
+        )
+
+
+def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("Spark")
+    group.add_argument(
+        "--master",
+        default=os.environ.get("SPARK_MASTER", "local[*]"),
+        help="Spark master URL (default: local[*], or $SPARK_MASTER).",
+    )
+    group.add_argument(
+        "--conf",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="Any Spark setting, passed through; repeatable.",
+    )
+    group.add_argument(
+        "--jdbc-jar",
+        default=None,
+        help=f"JDBC driver jar (default: $SPARK_JDBC_JAR or {DEFAULT_JDBC_JAR}).",
+    )
+    group.add_argument(
+        "--jdbc-driver", default=None, help=f"JDBC driver class (default: {DEFAULT_JDBC_DRIVER})."
+    )
+
+
+def parse_conf(pairs: list[str]) -> dict[str, str]:
+    conf = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"--conf takes KEY=VALUE, got {pair!r}")
+        conf[key.strip()] = value
+    return conf
+
+
+def spark_session(
+    app: str,
+    master: str = "local[*]",
+    conf: dict[str, str] | None = None,
+    jdbc_jar: str | None = None,
+):
+    """A SparkSession in UTC, with the JDBC driver jar on the classpath when it exists."""
+    from pyspark.sql import SparkSession
+
+    builder = (
+        SparkSession.builder.appName(app)
+        .master(master)
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
+        .config("spark.sql.shuffle.partitions", "8")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.adaptive.enabled", "true")
+    )
+    if jdbc_jar:
+        if not os.path.exists(jdbc_jar):
+            raise SettingsError(
+                f"JDBC driver jar {jdbc_jar} not found. Install Debian's libmariadb-java (`make deps`) "
+                "or pass --jdbc-jar / set SPARK_JDBC_JAR."
+            )
+        builder = builder.config("spark.jars", jdbc_jar)
+    for key, value in (conf or {}).items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
