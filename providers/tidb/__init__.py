@@ -11,6 +11,7 @@ feature_store.yaml:
       database: ${TIDB_DATABASE}
 """
 
+from providers.tidb.as_of import as_of
 from providers.tidb.errors import (
     InvalidEntityDataFrame,
     InvalidIdentifier,
@@ -27,6 +28,7 @@ from providers.tidb.retrieval import TiDBRetrievalJob
 from providers.tidb.source import SavedDatasetTiDBStorage, TiDBLoggingDestination, TiDBSource
 
 __all__ = [
+    "as_of",
     "InvalidEntityDataFrame",
     "InvalidIdentifier",
     "SavedDatasetTiDBStorage",

@@ -46,10 +46,19 @@ class ViewSpec:
     json_outputs: set[str] = field(default_factory=set)
 
     def to_view_query(
-        self, min_ts: dt.datetime | None, max_ts: dt.datetime | None
+        self,
+        min_ts: dt.datetime | None,
+        max_ts: dt.datetime | None,
+        knowledge_time: dt.datetime | None = None,
     ) -> sql.ViewQuery:
         ttl_us = int(self.ttl / dt.timedelta(microseconds=1)) if self.ttl else 0
-        lower = (min_ts - self.ttl) if (self.ttl and min_ts is not None) else None
+        lower = None
+        if (
+            self.ttl
+            and min_ts is not None
+            and min_ts - dt.datetime.min.replace(tzinfo=min_ts.tzinfo) > self.ttl
+        ):
+            lower = min_ts - self.ttl  # else the TTL reaches before year 1: no lower bound
         return sql.ViewQuery(
             name=self.name,
             source_from=self.source_from,
@@ -60,6 +69,7 @@ class ViewSpec:
             ttl_us=ttl_us,
             min_event_timestamp=lower,
             max_event_timestamp=max_ts,
+            knowledge_time=knowledge_time,
         )
 
 

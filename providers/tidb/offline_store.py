@@ -32,6 +32,7 @@ from feast.utils import _get_requested_feature_views_to_features_dict, compute_n
 from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
 
 from providers.tidb import connection, entity, sql, types
+from providers.tidb.as_of import current as knowledge_time_in_force
 from providers.tidb.errors import (
     TiDBConfigError,
     TiDBSourceDefinitionError,
@@ -238,7 +239,8 @@ class TiDBOfflineStore(OfflineStore):
             raise InvalidEntityType(type(entity_df))
 
         bounds = (rows.min_ts, rows.max_ts) if rows.prune else (None, None)
-        views = [spec.to_view_query(*bounds) for spec in specs]
+        knowledge_time = knowledge_time_in_force()
+        views = [spec.to_view_query(*bounds, knowledge_time=knowledge_time) for spec in specs]
         statement = sql.point_in_time_join(
             rows.table,
             rows.timestamp_column,
@@ -259,6 +261,7 @@ class TiDBOfflineStore(OfflineStore):
             plan,
             config,
             full_feature_names,
+            as_of=knowledge_time,
             on_demand_feature_views=odfvs,
             metadata=RetrievalMetadata(
                 features=feature_refs,

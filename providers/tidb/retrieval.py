@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -55,12 +56,19 @@ class TiDBRetrievalJob(RetrievalJob):
         full_feature_names: bool,
         on_demand_feature_views: list[OnDemandFeatureView] | None = None,
         metadata: RetrievalMetadata | None = None,
+        as_of: dt.datetime | None = None,
     ):
         self._plan = plan
         self.config = config
         self._full_feature_names = full_feature_names
         self._on_demand_feature_views = on_demand_feature_views or []
         self._metadata = metadata
+        self._as_of = as_of
+
+    @property
+    def as_of(self) -> dt.datetime | None:
+        """The knowledge time the result is pinned to (`providers.tidb.as_of`), or None."""
+        return self._as_of
 
     @property
     def full_feature_names(self) -> bool:

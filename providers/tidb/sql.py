@@ -153,6 +153,7 @@ class ViewQuery:
     ttl_us: int  # 0 means unbounded
     min_event_timestamp: dt.datetime | None = None  # pruning bound: min entity ts - ttl
     max_event_timestamp: dt.datetime | None = None  # pruning bound: max entity ts
+    knowledge_time: dt.datetime | None = None  # as_of: rows known later are invisible
 
 
 def point_in_time_join(
@@ -192,6 +193,10 @@ def point_in_time_join(
             on_params.append(v.ttl_us)
         if filter_by_created_timestamp and v.created_timestamp_column:
             on.append(f"s.{quote_identifier(v.created_timestamp_column)} <= e.{ts}")
+        if v.knowledge_time is not None:
+            known = v.created_timestamp_column or v.timestamp_field
+            on.append(f"s.{quote_identifier(known)} <= %s")
+            on_params.append(naive_utc(v.knowledge_time))
         where, where_params = _time_range(s_ts, v.min_event_timestamp, v.max_event_timestamp)
         order = [f"{s_ts} DESC"]
         if v.created_timestamp_column:

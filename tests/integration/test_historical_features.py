@@ -355,3 +355,52 @@ def test_string_keys_match_exactly_under_a_case_insensitive_collation(repo_confi
     df = store.get_historical_features(entity_df=ents, features=["acct_v:v"]).to_df()
     assert df["v"].tolist()[:2] == [1, 2]
     assert df["v"].isna().tolist()[2:] == [True, True]
+
+
+def test_as_of_pins_retrieval_to_a_knowledge_time(repo_config, db):
+    """Rows created after the knowledge time are invisible; views without a created column use event time."""
+    from providers.tidb import as_of
+
+    v1, v2 = T0 + timedelta(hours=1), T0 + timedelta(days=3)  # knowledge times of two backfill runs
+    create_table(
+        db,
+        "user_stats",
+        DDL,
+        _features(
+            (1, 10.0, 1, T0, v1),  # first version of the row for T0
+            (1, 99.0, 9, T0, v2),  # a later re-run recomputed the same event time
+        ),
+    )
+    create_table(
+        db,
+        "events_nc",
+        "user_id BIGINT, spend DOUBLE, n BIGINT, event_ts DATETIME(6)",
+        pd.DataFrame(
+            {
+                "user_id": [1, 1],
+                "spend": [1.0, 2.0],
+                "n": [1, 2],
+                "event_ts": [T0, T0 + timedelta(days=2)],
+            }
+        ),
+    )
+    store = store_with(
+        repo_config,
+        user_view(ttl=None),
+        user_view(name="nc", table="events_nc", created=None, ttl=None),
+    )
+    ents = _entities((1, T0 + timedelta(days=5)))
+    feats = ["user_stats:spend", "nc:n"]
+    latest = _get(store, ents, features=feats)
+    assert latest["spend"].tolist() == [99.0] and latest["n"].tolist() == [2]
+    with as_of(v1 + timedelta(minutes=1)) as pinned:
+        job = store.get_historical_features(entity_df=ents, features=feats)
+    assert job.as_of == pinned
+    first = job.to_df()  # executed outside the block: the pin belongs to the job
+    assert first["spend"].tolist() == [10.0]
+    assert first["n"].tolist() == [1]  # the event on T0+2d was not known at T0+1h
+    with as_of("2000-01-01T00:00:00Z"):
+        assert _get(store, ents, features=feats)[["spend", "n"]].isna().all(axis=None)
+    with pytest.raises(ValueError, match="as_of needs a timestamp"):
+        with as_of("last tuesday"):
+            pass
