@@ -1,8 +1,10 @@
 """`make demo`: the platform end to end on the local stack, as far as it exists today.
 
-Creates the feature table and a small seeded history in TiDB/MariaDB, then runs the stock
-`feast` CLI (`apply`, `materialize-incremental`) against feature_repo/, and prints online
-features from Redis next to a point-in-time training set from the offline store.
+1. generate a seeded raw event history in TiDB (Spark),
+2. backfill the batch features for the last 28 days (Spark, versioned rows),
+3. `feast apply` and `feast materialize-incremental` with the stock CLI,
+4. print online features from Redis for a few users, for both models' feature services,
+5. show versioning: a training row read `as_of` a knowledge time vs the latest values.
 """
 
 from __future__ import annotations
@@ -14,72 +16,30 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO = ROOT / "feature_repo"
-FEATURE_TABLE_DDL = (
-    "CREATE TABLE IF NOT EXISTS user_transaction_features ("
-    " user_id BIGINT NOT NULL, txn_count_30d BIGINT, txn_sum_30d DOUBLE,"
-    " event_ts DATETIME(6) NOT NULL, created_ts DATETIME(6) NOT NULL,"
-    " KEY idx_user_ts (user_id, event_ts))"
-)
+USERS = int(os.environ.get("DEMO_USERS", "2000"))
+DAYS = int(os.environ.get("DEMO_DAYS", "60"))
+BACKFILL_DAYS = 28
 
 
-def sample_features(users: int, days: int, end: dt.datetime, seed: int = 7) -> pd.DataFrame:
-    """One row per user per day: a deterministic stand-in until the Spark jobs compute them."""
-    rng = np.random.default_rng(seed)
-    day0 = end - dt.timedelta(days=days)
-    rows = []
-    for d in range(days):
-        ts = day0 + dt.timedelta(days=d + 1)
-        counts = rng.poisson(20, size=users)
-        sums = np.round(counts * rng.gamma(2.0, 25.0, size=users), 2)
-        rows.append(
-            pd.DataFrame(
-                {
-                    "user_id": np.arange(1, users + 1),
-                    "txn_count_30d": counts,
-                    "txn_sum_30d": sums,
-                    "event_ts": ts,
-                    "created_ts": ts,
-                }
-            )
-        )
-    return pd.concat(rows, ignore_index=True)
+def step(title: str, *cmd: str) -> None:
+    print(f"\n== {title}\n$ {' '.join(cmd)}", flush=True)
+    started = time.monotonic()
+    subprocess.run([sys.executable if c == "python" else c for c in cmd], check=True, cwd=ROOT)
+    print(f"   ({time.monotonic() - started:.1f}s)", flush=True)
 
 
-def load_features(store_config, df: pd.DataFrame) -> None:
-    import pyarrow as pa
-
-    from providers.tidb import connection
-
-    with connection.connect(store_config) as conn:
-        connection.execute(conn, (FEATURE_TABLE_DDL, []))
-        connection.execute(conn, ("DELETE FROM user_transaction_features", []))
-        connection.insert_arrow(
-            conn,
-            "user_transaction_features",
-            pa.Table.from_pandas(df, preserve_index=False),
-            store_config.write_batch_rows,
-        )
-
-
-def feast(*args: str) -> None:
-    cmd = [str(Path(sys.executable).parent / "feast"), "-c", str(REPO), *args]
-    print(f"$ feast -c feature_repo {' '.join(args)}", flush=True)
-    subprocess.run(cmd, check=True)
+def feast_bin() -> str:
+    return str(Path(sys.executable).parent / "feast")
 
 
 def main() -> int:
-    from feast import FeatureStore
-
-    from providers.tidb import TiDBOfflineStoreConfig
-
     missing = [
         v
-        for v in ("TIDB_HOST", "TIDB_PORT", "TIDB_USER", "TIDB_DATABASE", "REDIS_CONNECTION_STRING")
+        for v in ("TIDB_HOST", "TIDB_USER", "TIDB_DATABASE", "REDIS_CONNECTION_STRING")
         if not os.environ.get(v)
     ]
     if missing:
@@ -89,36 +49,103 @@ def main() -> int:
         )
         return 2
     started = time.monotonic()
-    cfg = TiDBOfflineStoreConfig(
-        host=os.environ["TIDB_HOST"],
-        port=int(os.environ["TIDB_PORT"]),
-        user=os.environ["TIDB_USER"],
-        password=os.environ.get("TIDB_PASSWORD", ""),
-        database=os.environ["TIDB_DATABASE"],
+    today = dt.datetime.now(dt.UTC).date()
+    start, end = today - dt.timedelta(days=BACKFILL_DAYS), today - dt.timedelta(days=1)
+    step(
+        f"Generate {USERS} users x {DAYS} days of logins, transactions, withdrawals, labels",
+        "python",
+        "-m",
+        "spark_jobs.generate",
+        "--users",
+        str(USERS),
+        "--days",
+        str(DAYS),
+        "--end",
+        today.isoformat(),
+        "--replace",
     )
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None, microsecond=0)
-    df = sample_features(users=1000, days=7, end=now)
-    print(f"Loading {len(df)} feature rows (1000 users x 7 days) into TiDB ...", flush=True)
-    load_features(cfg, df)
-    feast("apply")
-    feast("materialize-incremental", now.isoformat())
+    before_backfill = dt.datetime.now(dt.UTC)
+    step(
+        f"Backfill batch features for {start} .. {end}",
+        "python",
+        "-m",
+        "spark_jobs.backfill",
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+        "--no-progress",
+    )
+    step("Register the definitions", feast_bin(), "-c", "feature_repo", "apply")
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat()
+    step(
+        "Materialize TiDB -> Redis",
+        feast_bin(),
+        "-c",
+        "feature_repo",
+        "materialize-incremental",
+        now,
+    )
 
+    from feast import FeatureStore
+
+    from providers.tidb import as_of
+
+    pd.set_option("display.width", 200)
+    pd.set_option("display.max_columns", 40)
     store = FeatureStore(repo_path=str(REPO))
     users = [1, 2, 3]
-    online = store.get_online_features(
-        features=store.get_feature_service("account_takeover"),
-        entity_rows=[{"user_id": u} for u in users],
-    ).to_df()
-    print("\nOnline features (Redis) for users 1-3:")
-    print(online.to_string(index=False))
-    entity_df = pd.DataFrame(
-        {"user_id": users, "event_timestamp": [now - dt.timedelta(days=3)] * 3}
+    from feast.data_source import PushMode
+
+    # A login of user 1 from 203.0.113.7, pushed online and offline as serving will do.
+    login = pd.DataFrame(
+        {
+            "user_id": [1],
+            "last_login_ip": ["203.0.113.7"],
+            "last_login_device": ["dev-new"],
+            "last_login_country": ["DE"],
+            "recent_ips": [["203.0.113.7"]],
+            "event_ts": [pd.Timestamp.now(tz="UTC")],
+        }
     )
-    training = store.get_historical_features(
-        entity_df=entity_df, features=store.get_feature_service("account_takeover")
+    store.push("login_push", login, to=PushMode.ONLINE_AND_OFFLINE)
+    ato = store.get_online_features(
+        features=store.get_feature_service("account_takeover"),
+        entity_rows=[
+            {"user_id": u, "login_ip": "203.0.113.7", "login_device": "dev-new"} for u in users
+        ],
     ).to_df()
-    print("\nPoint-in-time features (TiDB) for the same users 3 days ago:")
-    print(training.to_string(index=False))
+    print(
+        "\n== Online features from Redis: account_takeover (a login from 203.0.113.7 on a new device;"
+        " user 1 has just pushed one from there)"
+    )
+    print(ato.set_index("user_id").T.to_string())
+    fraud = store.get_online_features(
+        features=store.get_feature_service("withdrawal_fraud"),
+        entity_rows=[{"user_id": u, "amount": 500.0} for u in users],
+    ).to_df()
+    print("\n== Online features from Redis: withdrawal_fraud (a withdrawal of 500.00)")
+    print(fraud.set_index("user_id").T.to_string())
+
+    entity_df = pd.DataFrame(
+        {
+            "user_id": users,
+            "event_timestamp": [pd.Timestamp(end, tz="UTC") + pd.Timedelta(hours=12)] * 3,
+        }
+    )
+    feats = ["user_transactions:txn_count_30d", "user_transactions:txn_sum_30d"]
+    with as_of(before_backfill):
+        before = store.get_historical_features(entity_df=entity_df, features=feats).to_df()
+    latest = store.get_historical_features(entity_df=entity_df, features=feats).to_df()
+    print(
+        f"\n== Point-in-time features from TiDB at {entity_df['event_timestamp'][0]}: the latest version,"
+        f" and as_of {before_backfill:%H:%M:%S} (before this backfill; earlier runs' versions, if any)"
+    )
+    print(
+        latest.merge(before, on=["user_id", "event_timestamp"], suffixes=("", "_as_of")).to_string(
+            index=False
+        )
+    )
     print(
         f"\nDemo finished in {time.monotonic() - started:.1f}s. The stack is still running; `make down` stops it."
     )
