@@ -241,6 +241,7 @@ def run(args: argparse.Namespace) -> int:
             backfill_feature_set(spark, db, fs, days, run_, args.chunk_days, summary, progress)
     except BaseException as exc:
         progress.close()
+        spark.stop()
         runs.finish(db, run_.run_id, "failed", f"{type(exc).__name__}: {exc}")
         print(
             f"Run {run_.run_id} failed: {type(exc).__name__}: {exc}\n"

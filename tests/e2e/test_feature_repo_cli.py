@@ -5,7 +5,6 @@ Real MariaDB and Redis (started by the session fixtures), the SQL registry in th
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import subprocess
 import sys
@@ -14,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from scripts.demo import load_features, sample_features
 from tests.utils.tables import rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -44,11 +42,14 @@ def feast(env, *args: str) -> subprocess.CompletedProcess:
     return result
 
 
-def test_apply_materialize_and_read_online(feast_env, store_config, db):
-    end = dt.datetime(2026, 3, 1)
-    data = sample_features(users=50, days=5, end=end)
-    load_features(store_config, data)
+def test_events_backfill_apply_materialize_and_serve(feast_env, db, monkeypatch):
+    """The whole batch path: raw events -> Spark backfill -> feast apply -> materialize -> Redis."""
+    pytest.importorskip("pyspark")
+    from spark_jobs import backfill, generate
 
+    monkeypatch.setenv("SPARK_MASTER", "local[2]")
+    assert generate.main(["--users", "80", "--days", "35", "--end", "2026-03-01"]) == 0
+    assert backfill.main(["--start", "2026-02-26", "--end", "2026-02-28", "--no-progress"]) == 0
     feast(feast_env, "apply")
     registry_tables = {
         r[0]
@@ -56,40 +57,61 @@ def test_apply_materialize_and_read_online(feast_env, store_config, db):
             db, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
         )
     }
-    assert {"feature_views", "entities", "feature_services"} <= registry_tables
-
-    # materialize a first window, then the rest incrementally
-    feast(
-        feast_env,
-        "materialize",
-        (end - dt.timedelta(days=10)).isoformat(),
-        (end - dt.timedelta(days=2)).isoformat(),
-    )
-    feast(feast_env, "materialize-incremental", end.isoformat())
+    assert {
+        "feature_views",
+        "entities",
+        "feature_services",
+        "on_demand_feature_views",
+    } <= registry_tables
+    feast(feast_env, "materialize", "2026-02-20T00:00:00", "2026-02-27T00:00:00")
+    feast(feast_env, "materialize-incremental", "2026-03-01T00:00:00")
 
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(REPO))
+    users = list(range(1, 81))
     online = store.get_online_features(
-        features=store.get_feature_service("account_takeover"),
-        entity_rows=[{"user_id": u} for u in range(1, 51)] + [{"user_id": 999}],
+        features=store.get_feature_service("withdrawal_fraud"),
+        entity_rows=[{"user_id": u, "amount": 100.0} for u in users]
+        + [{"user_id": 999, "amount": 1.0}],
     ).to_df()
-    # The latest row per user, computed independently with SQL.
+    # The latest row per user (event time, then created time), computed independently with SQL.
     expected = pd.DataFrame(
         rows(
             db,
             (
-                "SELECT f.user_id, f.txn_count_30d, f.txn_sum_30d FROM user_transaction_features f "
-                "JOIN (SELECT user_id, MAX(event_ts) AS ts FROM user_transaction_features GROUP BY user_id) m "
-                "ON m.user_id = f.user_id AND m.ts = f.event_ts ORDER BY f.user_id"
+                "SELECT user_id, txn_count_30d, txn_sum_30d FROM user_transaction_features f "
+                "WHERE event_ts = (SELECT MAX(event_ts) FROM user_transaction_features g WHERE g.user_id = f.user_id) "
+                "ORDER BY user_id"
             ),
         ),
         columns=["user_id", "txn_count_30d", "txn_sum_30d"],
-    )
-    got = online.iloc[:50].reset_index(drop=True)
+    ).set_index("user_id")
+    got = online.set_index("user_id").loc[expected.index]
     assert got["txn_count_30d"].tolist() == expected["txn_count_30d"].tolist()
     assert got["txn_sum_30d"].tolist() == pytest.approx(expected["txn_sum_30d"].tolist())
-    assert online.iloc[50].isna()[["txn_count_30d", "txn_sum_30d"]].all()  # unknown user
+    with_history = got[got["txn_count_30d"] > 0]
+    ratio = 100.0 / (with_history["txn_sum_30d"] / with_history["txn_count_30d"])
+    assert with_history["amount_vs_30d_mean"].tolist() == pytest.approx(ratio.tolist())
+    assert (
+        online.set_index("user_id").loc[999].isna()[["txn_count_30d", "withdrawal_count_7d"]].all()
+    )
+
+    ato = store.get_online_features(
+        features=store.get_feature_service("account_takeover"),
+        entity_rows=[{"user_id": 1, "login_ip": "203.0.113.7", "login_device": "dev-unknown"}],
+    ).to_dict()
+    assert (
+        ato["common_ips_365d"][0]
+        and ato["ip_is_common"] == [False]
+        and ato["device_is_new"] == [True]
+    )
+    common_ip = ato["common_ips_365d"][0][0]
+    ato = store.get_online_features(
+        features=store.get_feature_service("account_takeover"),
+        entity_rows=[{"user_id": 1, "login_ip": common_ip, "login_device": "dev-unknown"}],
+    ).to_dict()
+    assert ato["ip_is_common"] == [True]
 
 
 def test_apply_rejects_a_missing_environment_variable(feast_env):
@@ -101,14 +123,16 @@ def test_apply_rejects_a_missing_environment_variable(feast_env):
     assert "TIDB_HOST" in result.stdout + result.stderr
 
 
-def test_sql_registry_keeps_objects_over_64_kib(feast_env, store_config, db):
+def test_sql_registry_keeps_objects_over_64_kib(feast_env, db):
     """feast-dev/feast#5800: BLOB columns truncate at 64 KiB on MySQL; the registry must not."""
     from feast import FeatureStore, FeatureView, Field
     from feast.types import Float64
 
     from providers.tidb import TiDBSource
+    from spark_jobs.schema import ensure_schema
+    from spark_jobs.settings import Database
 
-    load_features(store_config, sample_features(users=1, days=1, end=dt.datetime(2026, 3, 1)))
+    ensure_schema(Database.from_env())  # the tables the feature repo's sources read
     feast(feast_env, "apply")  # creates the registry tables and the `user` entity
     store = FeatureStore(repo_path=str(REPO))
     big = FeatureView(

@@ -1,0 +1,265 @@
+"""The Spark jobs on the real server: generate a history, backfill, check values, version, resume.
+
+Feature values are compared with an independent pandas computation over the raw events read with
+plain SQL. Re-running a range after late events appends a version; `as_of` the first run rebuilds
+the first values exactly. A run that dies between a write and its bookkeeping resumes without
+duplicating rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.utils.tables import rows
+
+ROOT = Path(__file__).resolve().parents[2]
+END = dt.date(2026, 3, 1)  # history ends before this day
+START, LAST = dt.date(2026, 2, 10), dt.date(2026, 2, 16)  # the backfilled as-of days
+N_USERS, N_DAYS = 150, 45
+
+
+@pytest.fixture
+def jobs_env(mariadb, database, monkeypatch):
+    pytest.importorskip("pyspark")
+    for key, value in {**mariadb.env(), "TIDB_DATABASE": database}.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SPARK_MASTER", "local[2]")
+    from spark_jobs import generate
+
+    assert (
+        generate.main(["--users", str(N_USERS), "--days", str(N_DAYS), "--end", END.isoformat()])
+        == 0
+    )
+    return database
+
+
+def backfill(*extra: str) -> int:
+    from spark_jobs import backfill as job
+
+    return job.main(
+        ["--start", START.isoformat(), "--end", LAST.isoformat(), "--no-progress", *extra]
+    )
+
+
+def frame(db, sql: str) -> pd.DataFrame:
+    with db.cursor() as cur:
+        cur.execute(sql)
+        return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
+
+
+def expected_transactions(db) -> pd.DataFrame:
+    """1/7/30-day transaction features per user and as-of day, computed here with pandas."""
+    txns = frame(
+        db,
+        "SELECT user_id, merchant_id, CAST(amount AS DOUBLE) AS amount, event_ts FROM transactions",
+    )
+    txns["day"] = txns["event_ts"].dt.date
+    out = []
+    for day in pd.date_range(START, LAST).date:
+        age = txns["day"].map(lambda d, day=day: (day - d).days)
+        window = txns[(age >= 0) & (age <= 30)].assign(age=age)
+        for user, g in window.groupby("user_id"):
+            row = {"user_id": user, "event_ts": pd.Timestamp(day) + pd.Timedelta(days=1)}
+            for w in (1, 7, 30):
+                inside = g[g["age"] < w]
+                row |= {
+                    f"txn_count_{w}d": len(inside),
+                    f"txn_sum_{w}d": inside["amount"].sum(),
+                    f"txn_merchants_{w}d": inside["merchant_id"].nunique(),
+                }
+            out.append(row)
+    return pd.DataFrame(out)
+
+
+def latest_versions(db, table: str) -> pd.DataFrame:
+    return frame(
+        db,
+        f"SELECT * FROM {table} t WHERE created_ts = (SELECT MAX(created_ts) FROM {table} u "
+        "WHERE u.user_id = t.user_id AND u.event_ts = t.event_ts)",
+    )
+
+
+def test_backfill_values_versions_and_as_of(
+    jobs_env, db, store_config, redis_connection_string, tmp_path
+):
+    assert rows(db, "SELECT COUNT(*) FROM labels WHERE label = 'account_takeover'")[0][0] >= 1
+    assert backfill() == 0
+    first_done = dt.datetime.now(dt.UTC)
+    runs_ = frame(db, "SELECT * FROM feature_runs")
+    assert runs_["status"].tolist() == ["succeeded"] and runs_[
+        "definition_hash"
+    ].str.len().tolist() == [16]
+    assert runs_["code_version"].iloc[0] != "" and json.loads(runs_["parameters"].iloc[0])[
+        "start"
+    ] == str(START)
+    assert rows(db, "SELECT COUNT(*) FROM feature_run_partitions")[0][0] == 4 * 7
+    assert int(rows(db, "SELECT SUM(rows_written) FROM feature_run_partitions")[0][0]) == int(
+        runs_["rows_written"].iloc[0]
+    )
+
+    # 1. Values equal an independent computation (every user and day of the range).
+    got = (
+        latest_versions(db, "user_transaction_features")
+        .sort_values(["event_ts", "user_id"])
+        .reset_index(drop=True)
+    )
+    want = expected_transactions(db).sort_values(["event_ts", "user_id"]).reset_index(drop=True)
+    assert len(got) == len(want) > N_USERS * 3
+    for col in want.columns:
+        if col.startswith("txn_sum"):
+            assert got[col].to_numpy() == pytest.approx(want[col].to_numpy(), abs=1e-6), col
+        else:
+            assert got[col].tolist() == want[col].tolist(), col
+    failed = frame(
+        db,
+        "SELECT user_id, COUNT(*) AS n FROM logins WHERE NOT success "
+        "AND event_ts >= '2026-02-16' AND event_ts < '2026-02-17' GROUP BY user_id",
+    )
+    stored = frame(
+        db,
+        "SELECT user_id, failed_logins_1d FROM user_login_features "
+        "WHERE event_ts = '2026-02-17' AND failed_logins_1d > 0",
+    )
+    assert dict(zip(failed["user_id"], failed["n"], strict=True)) == dict(
+        zip(stored["user_id"], stored["failed_logins_1d"], strict=True)
+    )
+    profile = frame(
+        db,
+        "SELECT common_ips_365d FROM user_profile_features WHERE user_id = 1 AND event_ts = '2026-02-17'",
+    )
+    ips = frame(
+        db,
+        "SELECT ip, COUNT(*) AS n, MAX(event_ts) AS last FROM logins WHERE user_id = 1 AND success "
+        "AND event_ts < '2026-02-17' GROUP BY ip ORDER BY n DESC, last DESC, ip LIMIT 3",
+    )
+    assert json.loads(profile["common_ips_365d"].iloc[0]) == ips["ip"].tolist()
+
+    # 2. A late transaction arrives; the re-run appends a new version, the old one stays.
+    time.sleep(0.01)
+    with db.cursor() as cur:
+        cur.execute(
+            "INSERT INTO transactions VALUES (999999999, 7, 'late', 1000.00, 'EUR', '2026-02-12 10:00:00')"
+        )
+    assert backfill("--features", "transactions") == 0
+    versions = rows(
+        db,
+        "SELECT COUNT(*) FROM user_transaction_features WHERE user_id = 7 "
+        "AND event_ts = '2026-02-13'",
+    )[0][0]
+    assert versions == 2
+    assert rows(db, "SELECT COUNT(*) FROM feature_runs WHERE status = 'succeeded'")[0][0] == 2
+
+    # 3. Through Feast: as_of the first run gives the first values exactly, the default the latest.
+    sys.path.insert(0, str(ROOT / "feature_repo"))
+    try:
+        import batch_features
+        import entities
+    finally:
+        sys.path.remove(str(ROOT / "feature_repo"))
+    from feast import FeatureStore
+    from feast.repo_config import RegistryConfig, RepoConfig
+
+    from providers.tidb import as_of
+
+    store = FeatureStore(
+        config=RepoConfig(
+            project="backfill_test",
+            provider="local",
+            registry=RegistryConfig(path=str(tmp_path / "r.db")),
+            offline_store=store_config,
+            online_store={"type": "redis", "connection_string": redis_connection_string},
+            entity_key_serialization_version=3,
+            repo_path=tmp_path,
+        )
+    )
+    store.apply([entities.user, batch_features.user_transactions])
+    entity_df = pd.DataFrame(
+        {
+            "user_id": list(range(1, N_USERS + 1)),
+            "event_timestamp": pd.Timestamp("2026-02-13 09:00", tz="UTC"),
+        }
+    )
+    feats = [
+        f"user_transactions:{c}"
+        for c in ("txn_count_1d", "txn_sum_1d", "txn_count_30d", "txn_sum_30d")
+    ]
+    with as_of(first_done):
+        rebuilt = store.get_historical_features(entity_df=entity_df, features=feats).to_df()
+    latest = store.get_historical_features(entity_df=entity_df, features=feats).to_df()
+    first = want[want["event_ts"] == pd.Timestamp("2026-02-13")].set_index("user_id")
+    rebuilt = rebuilt.set_index("user_id")
+    assert rebuilt.loc[first.index, "txn_count_30d"].tolist() == first["txn_count_30d"].tolist()
+    assert rebuilt.loc[first.index, "txn_sum_30d"].to_numpy() == pytest.approx(
+        first["txn_sum_30d"].to_numpy()
+    )
+    user7 = latest.set_index("user_id").loc[7]
+    assert user7["txn_count_1d"] == first.loc[7, "txn_count_1d"] + 1
+    assert user7["txn_sum_1d"] == pytest.approx(first.loc[7, "txn_sum_1d"] + 1000.0)
+    others = latest.set_index("user_id").drop(index=7)
+    assert others["txn_count_30d"].tolist() == rebuilt.drop(index=7)["txn_count_30d"].tolist()
+
+
+def test_an_interrupted_backfill_resumes_without_duplicates(jobs_env, db, monkeypatch):
+    from spark_jobs import jdbc
+
+    real_write, calls = jdbc.write_rows, []
+
+    def write_then_die(df, db_, table):
+        real_write(df, db_, table)
+        calls.append(table)
+        if len(calls) == 2:  # the second chunk is written, then the job dies before recording it
+            raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(jdbc, "write_rows", write_then_die)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        backfill("--chunk-days", "4", "--features", "transactions,logins")
+    run = frame(db, "SELECT run_id, status FROM feature_runs")
+    assert run["status"].tolist() == ["failed"]
+    assert (
+        rows(db, "SELECT COUNT(*) FROM feature_run_partitions")[0][0] == 4
+    )  # only the first chunk
+
+    monkeypatch.setattr(jdbc, "write_rows", real_write)
+    assert backfill("--chunk-days", "4", "--features", "transactions,logins") == 0
+    after = frame(db, "SELECT run_id, status FROM feature_runs")
+    assert after["run_id"].tolist() == run["run_id"].tolist() and after["status"].tolist() == [
+        "succeeded"
+    ]
+    assert rows(db, "SELECT COUNT(*) FROM feature_run_partitions")[0][0] == 2 * 7
+    for table in ("user_transaction_features", "user_login_features"):
+        dupes = rows(
+            db,
+            f"SELECT COUNT(*) FROM (SELECT user_id, event_ts FROM {table} "
+            "GROUP BY user_id, event_ts HAVING COUNT(*) > 1) d",
+        )[0][0]
+        assert dupes == 0, table
+    recorded = int(rows(db, "SELECT SUM(rows_written) FROM feature_run_partitions")[0][0])
+    stored = sum(
+        rows(db, f"SELECT COUNT(*) FROM {t}")[0][0]
+        for t in ("user_transaction_features", "user_login_features")
+    )
+    assert recorded == stored
+
+
+def test_backfill_rejects_bad_flags(capsys):
+    from spark_jobs import backfill as job
+
+    for argv, message in [
+        (["--start", "2026-02-10", "--end", "2026-02-01"], "before --start"),
+        (["--start", "yesterday", "--end", "2026-02-01"], "not a date"),
+        (
+            ["--start", "2026-02-01", "--end", "2026-02-02", "--features", "nope"],
+            "unknown feature set",
+        ),
+        (["--start", "2026-02-01", "--end", "2026-02-02", "--conf", "novalue"], "KEY=VALUE"),
+    ]:
+        with pytest.raises(SystemExit) as exit_:
+            job.parse_args(argv)
+        assert exit_.value.code == 2 and message in capsys.readouterr().err
