@@ -25,21 +25,16 @@ from spark_jobs.features import FEATURE_SETS, FeatureSet, as_of_timestamp, versi
 from spark_jobs.settings import (
     Database,
     SettingsError,
-    add_spark_arguments,
-    parse_conf,
+    finish_args,
+    iso_date,
+    job_parser,
+    positive_int,
     spark_session,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB = "backfill"
 MAX_DAYS = 3660
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from exc
 
 
 def _feature_list(text: str) -> list[str]:
@@ -52,22 +47,14 @@ def _feature_list(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return int(text)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m spark_jobs.backfill",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = job_parser("python -m spark_jobs.backfill", __doc__)
+    parser.add_argument(
+        "--start", type=iso_date, required=True, help="First as-of day (UTC), e.g. 2026-01-01."
     )
     parser.add_argument(
-        "--start", type=_date, required=True, help="First as-of day (UTC), e.g. 2026-01-01."
+        "--end", type=iso_date, required=True, help="Last as-of day (UTC), inclusive."
     )
-    parser.add_argument("--end", type=_date, required=True, help="Last as-of day (UTC), inclusive.")
     parser.add_argument(
         "--features",
         type=_feature_list,
@@ -76,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--chunk-days",
-        type=_positive,
+        type=positive_int,
         default=28,
         help="Days computed from one read of the raw events (default 7).",
     )
@@ -94,17 +81,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--feature-repo", default=str(ROOT / "feature_repo"), help="Feast repo for --materialize."
     )
     parser.add_argument("--no-progress", action="store_true", help="No progress bar (logs only).")
-    add_spark_arguments(parser)
     args = parser.parse_args(argv)
     if args.end < args.start:
         parser.error(f"--end {args.end} is before --start {args.start}")
     if (args.end - args.start).days + 1 > MAX_DAYS:
         parser.error(f"the range has more than {MAX_DAYS} days; split it")
-    try:
-        args.conf = parse_conf(args.conf)
-    except SettingsError as exc:
-        parser.error(str(exc))
-    return args
+    return finish_args(parser, args)
 
 
 @dataclass

@@ -28,8 +28,10 @@ from pyspark.sql import functions as F
 from spark_jobs.settings import (
     Database,
     SettingsError,
-    add_spark_arguments,
-    parse_conf,
+    finish_args,
+    iso_date,
+    job_parser,
+    positive_int,
     spark_session,
 )
 
@@ -301,39 +303,26 @@ def generate(
     }
 
 
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return int(text)
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m spark_jobs.generate",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = job_parser("python -m spark_jobs.generate", __doc__)
+    parser.add_argument(
+        "--users", type=positive_int, default=2000, help="Number of users (default 2000)."
     )
     parser.add_argument(
-        "--users", type=_positive, default=2000, help="Number of users (default 2000)."
+        "--days", type=positive_int, default=60, help="Days of history (default 60)."
     )
-    parser.add_argument("--days", type=_positive, default=60, help="Days of history (default 60).")
     parser.add_argument(
         "--end",
-        type=dt.date.fromisoformat,
+        type=iso_date,
         default=dt.datetime.now(dt.UTC).date(),
         help="History ends before this day, UTC (default: today).",
     )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--replace", action="store_true", help="Empty the raw event tables first.")
-    add_spark_arguments(parser)
     args = parser.parse_args(argv)
     if args.users * args.days > 200_000_000:
         parser.error("users x days above 200 million; generate in several --end windows")
-    try:
-        args.conf = parse_conf(args.conf)
-    except SettingsError as exc:
-        parser.error(str(exc))
-    return args
+    return finish_args(parser, args)
 
 
 def main(argv: list[str] | None = None) -> int:

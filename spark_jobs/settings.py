@@ -84,6 +84,39 @@ class Database:
         )
 
 
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def iso_date(text: str):
+    import datetime as dt
+
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from exc
+
+
+def job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
+    """The command line of a job: its own flags are added by the caller, Spark's here."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_spark_arguments(parser)
+    return parser
+
+
+def finish_args(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """Turn `--conf k=v` pairs into a dict, or exit with a usage error."""
+    try:
+        args.conf = parse_conf(args.conf)
+    except SettingsError as exc:
+        parser.error(str(exc))
+    return args
+
+
 def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("Spark")
     group.add_argument(
