@@ -27,7 +27,6 @@ N_USERS, N_DAYS = 150, 45
 
 @pytest.fixture
 def jobs_env(mariadb, database, monkeypatch):
-    pytest.importorskip("pyspark")
     for key, value in {**mariadb.env(), "TIDB_DATABASE": database}.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("SPARK_MASTER", "local[2]")
