@@ -1,9 +1,15 @@
 """Batch feature views over the versioned tables the Spark jobs write (spark_jobs/features.py).
 
-Rows are stamped with the instant they hold from (midnight after the day computed), the time
-they became known (`created_ts`) and their run (`run_id`). Re-runs append versions; ties on
-event time go to the latest `created_ts`, and `providers.tidb.as_of` pins a training set to
-what was known at a given time.
+Rows are stamped with the instant they hold from (midnight after the day computed) and their
+run (`run_id`). Feast reads them through a query that joins the run bookkeeping: a row is visible
+only once its (run, feature set, day) partition is recorded as written whole, and its
+`created_ts` is the moment that happened. So a half-written or failed run is never read, a
+re-run's newer version wins ties on event time, and `providers.tidb.as_of(t)` sees exactly what
+a reader at time t could have seen.
+
+TTL: none. A user's last row stays correct while they are inactive (the jobs write one row of
+zeros when a window empties), so an old row is still the right value, online and offline alike.
+Staleness of the pipeline itself is watched through the freshness budget, not the TTL.
 """
 
 from datetime import timedelta
@@ -13,73 +19,110 @@ from feast import FeatureView, Field
 from feast.types import Array, Float64, Int64, String
 
 from providers.tidb import TiDBSource
+from providers.tidb.sql import quote_identifier, quote_table
 
-# Batch features are recomputed daily; a value is stale once a day and the job's run time have
-# passed, and unusable (TTL) after two days without a new run.
+# Batch features are recomputed daily: a value is stale once a day and the job's run time have passed.
 BATCH = {"tier": "batch", "freshness_budget_seconds": str(26 * 3600)}
-BATCH_TTL = timedelta(days=2)
+BATCH_TTL = timedelta(0)  # no TTL (see above)
 
 
-def _source(table: str, description: str) -> TiDBSource:
+def _source(table: str, feature_set: str, columns: list[str], description: str) -> TiDBSource:
+    """The rows of `table` whose partition is recorded, known from the time it was recorded."""
+    assert feature_set.isidentifier(), feature_set  # a constant of this file, embedded as a literal
+    selected = ", ".join(
+        f"f.{quote_identifier(c)}" for c in ["user_id", *columns, "event_ts", "run_id"]
+    )
+    # Definition text from this file's constants (identifiers quoted), not values: hence the noqa.
+    query = (
+        f"SELECT {selected}, p.finished_at AS created_ts FROM {quote_table(table)} AS f "  # noqa: S608
+        "JOIN feature_run_partitions AS p ON p.run_id = f.run_id "
+        f"AND p.feature_set = '{feature_set}' "
+        "AND f.event_ts = CAST(DATE_ADD(p.partition_day, INTERVAL 1 DAY) AS DATETIME(6))"
+    )
     return TiDBSource(
         name=table,
-        table=table,
+        query=query,
         timestamp_field="event_ts",
         created_timestamp_column="created_ts",
         description=description,
     )
 
 
-user_transactions = FeatureView(
-    name="user_transactions",
-    entities=[user],
-    ttl=BATCH_TTL,
-    schema=[
-        Field(name=f"txn_{m}_{w}d", dtype=Float64 if m == "sum" else Int64)
-        for w in (1, 7, 30)
-        for m in ("count", "sum", "merchants")
-    ],
-    source=_source(
-        "user_transaction_features", "Transaction count, sum and distinct merchants, 1/7/30 days."
-    ),
-    tags=BATCH,
-    description="Card/transfer activity of the user over the last 1, 7 and 30 days.",
-)
+TXN_SCHEMA = [
+    Field(name=f"txn_{m}_{w}d", dtype=Float64 if m == "sum" else Int64)
+    for w in (1, 7, 30)
+    for m in ("count", "sum", "merchants")
+]
+WITHDRAWAL_SCHEMA = [
+    Field(name="withdrawal_count_1d", dtype=Int64),
+    Field(name="withdrawal_sum_1d", dtype=Float64),
+    Field(name="withdrawal_count_7d", dtype=Int64),
+    Field(name="withdrawal_sum_7d", dtype=Float64),
+]
+LOGIN_SCHEMA = [Field(name="failed_logins_1d", dtype=Int64), Field(name="logins_1d", dtype=Int64)]
+PROFILE_SCHEMA = [
+    Field(name="common_ips_365d", dtype=Array(String)),
+    Field(name="common_devices_365d", dtype=Array(String)),
+]
 
-user_withdrawals = FeatureView(
-    name="user_withdrawals",
-    entities=[user],
-    ttl=BATCH_TTL,
-    schema=[
-        Field(name="withdrawal_count_1d", dtype=Int64),
-        Field(name="withdrawal_sum_1d", dtype=Float64),
-        Field(name="withdrawal_count_7d", dtype=Int64),
-        Field(name="withdrawal_sum_7d", dtype=Float64),
-    ],
-    source=_source("user_withdrawal_features", "Withdrawal count and sum, 1/7 days."),
-    tags=BATCH,
-)
+TXN_SCHEMA = [
+    Field(name=f"txn_{m}_{w}d", dtype=Float64 if m == "sum" else Int64)
+    for w in (1, 7, 30)
+    for m in ("count", "sum", "merchants")
+]
+WITHDRAWAL_SCHEMA = [
+    Field(name="withdrawal_count_1d", dtype=Int64),
+    Field(name="withdrawal_sum_1d", dtype=Float64),
+    Field(name="withdrawal_count_7d", dtype=Int64),
+    Field(name="withdrawal_sum_7d", dtype=Float64),
+]
+LOGIN_SCHEMA = [Field(name="failed_logins_1d", dtype=Int64), Field(name="logins_1d", dtype=Int64)]
+PROFILE_SCHEMA = [
+    Field(name="common_ips_365d", dtype=Array(String)),
+    Field(name="common_devices_365d", dtype=Array(String)),
+]
 
-user_logins = FeatureView(
-    name="user_logins",
-    entities=[user],
-    ttl=BATCH_TTL,
-    schema=[Field(name="failed_logins_1d", dtype=Int64), Field(name="logins_1d", dtype=Int64)],
-    source=_source("user_login_features", "Failed and total logins over 1 day."),
-    tags=BATCH,
-)
 
-user_profile = FeatureView(
-    name="user_profile",
-    entities=[user],
-    ttl=BATCH_TTL,
-    schema=[
-        Field(name="common_ips_365d", dtype=Array(String)),
-        Field(name="common_devices_365d", dtype=Array(String)),
-    ],
-    source=_source(
-        "user_profile_features", "Top 3 IPs and devices of successful logins over 365 days."
-    ),
-    tags=BATCH,
-    description="Where and on what the user usually logs in from (the 'sync' half of login risk).",
+def _view(
+    name: str, table: str, feature_set: str, schema: list[Field], description: str
+) -> FeatureView:
+    source = _source(table, feature_set, [f.name for f in schema], description)
+    return FeatureView(
+        name=name,
+        entities=[user],
+        ttl=BATCH_TTL,
+        schema=schema,
+        source=source,
+        tags=BATCH,
+        description=description,
+    )
+
+
+user_transactions = _view(
+    "user_transactions",
+    "user_transaction_features",
+    "transactions",
+    TXN_SCHEMA,
+    "Transaction count, sum and distinct merchants over 1, 7 and 30 days.",
+)
+user_withdrawals = _view(
+    "user_withdrawals",
+    "user_withdrawal_features",
+    "withdrawals",
+    WITHDRAWAL_SCHEMA,
+    "Withdrawal count and sum over 1 and 7 days.",
+)
+user_logins = _view(
+    "user_logins",
+    "user_login_features",
+    "logins",
+    LOGIN_SCHEMA,
+    "Failed and total logins over 1 day.",
+)
+user_profile = _view(
+    "user_profile",
+    "user_profile_features",
+    "profile",
+    PROFILE_SCHEMA,
+    "Top 3 IPs and devices of successful logins over 365 days (the 'sync' half of login risk).",
 )

@@ -41,8 +41,13 @@ def login_context(inputs: pd.DataFrame) -> pd.DataFrame:
 
     def _members(values) -> set:
         """The items of a list feature (None, NaN, a list or a numpy array) as a set."""
-        if values is None or (isinstance(values, float) and values != values):
+        if values is None or isinstance(values, str):  # a string is never a decoded list
             return set()
+        try:
+            if pd.isna(values):  # None, NaN, pd.NA
+                return set()
+        except (TypeError, ValueError):  # a list or array: pd.isna is element-wise
+            pass
         return set(values)
 
     out = pd.DataFrame(index=inputs.index)

@@ -73,6 +73,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Start a new run even if an unfinished one with these parameters exists.",
     )
     parser.add_argument(
+        "--take-over",
+        action="store_true",
+        help="Resume a run of these parameters that is marked running but whose process is gone.",
+    )
+    parser.add_argument(
         "--materialize",
         action="store_true",
         help="Run `feast materialize` for the range afterwards.",
@@ -139,13 +144,12 @@ def backfill_feature_set(
         ).cache()
         created = runs.utc_now()
         try:
-            rows = versioned(fs.compute(daily, todo), fs, created, run.run_id).cache()
+            computed = fs.compute(daily, todo).cache()
             per_day = {
-                r["event_ts"].date() - dt.timedelta(days=1): r["n"]
-                for r in rows.groupBy("event_ts").count().withColumnRenamed("count", "n").collect()
+                r["as_of_day"]: r["count"] for r in computed.groupBy("as_of_day").count().collect()
             }
-            write_rows(rows, db, fs.table)
-            rows.unpersist()
+            write_rows(versioned(computed, fs, created, run.run_id), db, fs.table)
+            computed.unpersist()
         finally:
             daily.unpersist()
         for day in todo:
@@ -169,14 +173,60 @@ def count_events(db: Database, sources: set[str], start: dt.date, end: dt.date) 
         )
 
 
-def materialize(feature_repo: str, start: dt.date, end: dt.date) -> None:
+def materialize(feature_repo: str, sets: list[FeatureSet], start: dt.date, end: dt.date) -> None:
+    """`feast materialize` of the backfilled views over the range, then `refresh_online`."""
     feast = str(Path(sys.executable).parent / "feast")
-    window = [
-        as_of_timestamp(start).strftime("%Y-%m-%dT%H:%M:%S"),
-        as_of_timestamp(end).strftime("%Y-%m-%dT%H:%M:%S"),
-    ]
-    print(f"$ feast -c {feature_repo} materialize {' '.join(window)}", flush=True)
-    subprocess.run([feast, "-c", feature_repo, "materialize", *window], check=True)
+    window = [as_of_timestamp(d).strftime("%Y-%m-%dT%H:%M:%S") for d in (start, end)]
+    views = [arg for fs in sets for arg in ("--views", fs.feature_view)]
+    print(f"$ feast -c {feature_repo} materialize {' '.join(window)} {' '.join(views)}", flush=True)
+    subprocess.run([feast, "-c", feature_repo, "materialize", *window, *views], check=True)
+    refreshed = refresh_online(
+        feature_repo, [fs.feature_view for fs in sets], as_of_timestamp(start), as_of_timestamp(end)
+    )
+    print(
+        f"Refreshed {refreshed} online rows whose newest version came from this range.", flush=True
+    )
+
+
+def refresh_online(
+    feature_repo: str, views: list[str], start: dt.datetime, end: dt.datetime
+) -> int:
+    """Write each key's newest version to Redis when its newest event time lies in [start, end].
+
+    Feast's Redis store keeps a value unless the incoming event time is strictly newer, so a re-run
+    (same event time, later version) never replaces what `feast materialize` wrote before. This
+    writes, through Feast, each key's latest row of the whole table (latest event time, then latest
+    version) with that check off: only rows that are the newest a key has, so nothing regresses.
+    """
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=feature_repo)
+    store.config.online_store.skip_dedup = (
+        True  # this store object only: overwrite same-time values
+    )
+    offline = store._get_provider().offline_store
+    far = dt.datetime(9999, 1, 1, tzinfo=dt.UTC)
+    written = 0
+    for name in views:
+        fv = store.get_feature_view(name)
+        source = fv.batch_source
+        job = offline.pull_latest_from_table_or_query(
+            store.config,
+            source,
+            [c.name for c in fv.entity_columns],
+            [f.name for f in fv.features],
+            source.timestamp_field,
+            source.created_timestamp_column,
+            start,
+            far,
+        )
+        rows = job.to_df()
+        ts = rows[source.timestamp_field]
+        rows = rows[(ts >= start) & (ts <= end)]
+        if len(rows):
+            store.write_to_online_store(name, rows)
+        written += len(rows)
+    return written
 
 
 def run(args: argparse.Namespace) -> int:
@@ -186,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
 
     db = Database.from_env(jdbc_jar=args.jdbc_jar, jdbc_driver=args.jdbc_driver)
     ensure_schema(db)
+    args.features = sorted(args.features)  # the run's identity does not depend on flag order
     sets = [FEATURE_SETS[name] for name in args.features]
     days = days_between(args.start, args.end)
     definition_hash = runs.definition_hash([fs.definition_hash() for fs in sets])
@@ -196,7 +247,15 @@ def run(args: argparse.Namespace) -> int:
         "chunk_days": args.chunk_days,
     }
     run_ = runs.start(
-        db, JOB, args.features, definition_hash, parameters, args.start, args.end, args.new_run
+        db,
+        JOB,
+        args.features,
+        definition_hash,
+        parameters,
+        args.start,
+        args.end,
+        args.new_run,
+        args.take_over,
     )
     verb = "Resuming" if run_.resumed else "Starting"
     print(
@@ -247,7 +306,7 @@ def run(args: argparse.Namespace) -> int:
         )
     spark.stop()
     if args.materialize:
-        materialize(args.feature_repo, args.start, args.end)
+        materialize(args.feature_repo, sets, args.start, args.end)
     return 0
 
 

@@ -223,6 +223,9 @@ class FeatureSet:
     table: str
     source: str  # raw event table
     lookback_days: int  # days before the as-of day whose events the computation reads
+    feature_view: (
+        str  # the Feast view over `table` (feature_repo/batch_features.py), for --materialize
+    )
     prepare: Callable[[DataFrame], DataFrame]
     compute: Callable[[DataFrame, list[dt.date]], DataFrame]  # -> user_id, as_of_day, columns
     columns: tuple[str, ...]
@@ -236,9 +239,13 @@ class FeatureSet:
             str(self.lookback_days),
             ",".join(self.columns),
         ]
-        parts += [inspect.getsource(fn) for fn in (self.prepare, self.compute, expand)]
+        parts += [inspect.getsource(fn) for fn in (self.prepare, self.compute, expand, versioned)]
         if self.name == "profile":
-            parts.append(inspect.getsource(common_values))
+            parts += [
+                inspect.getsource(common_values),
+                f"top_n={TOP_N}",
+                f"window={PROFILE_WINDOW}",
+            ]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -250,6 +257,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             "user_transaction_features",
             "transactions",
             max(TXN_WINDOWS),
+            "user_transactions",
             daily_transactions,
             transaction_features,
             tuple(f"txn_{m}_{w}d" for w in TXN_WINDOWS for m in ("count", "sum", "merchants")),
@@ -259,6 +267,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             "user_withdrawal_features",
             "withdrawals",
             max(WITHDRAWAL_WINDOWS),
+            "user_withdrawals",
             daily_withdrawals,
             withdrawal_features,
             tuple(f"withdrawal_{m}_{w}d" for w in WITHDRAWAL_WINDOWS for m in ("count", "sum")),
@@ -268,6 +277,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             "user_login_features",
             "logins",
             1,
+            "user_logins",
             daily_logins,
             login_features,
             ("failed_logins_1d", "logins_1d"),
@@ -277,6 +287,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             "user_profile_features",
             "logins",
             PROFILE_WINDOW,
+            "user_profile",
             daily_login_values,
             profile_features,
             ("common_ips_365d", "common_devices_365d"),
@@ -292,7 +303,7 @@ def versioned(
     return rows.select(
         "user_id",
         *feature_set.columns,
-        # midnight after the as-of day, UTC (the session time zone is UTC)
+        # midnight after the as-of day, UTC (the session and JVM time zones are UTC)
         F.date_add(F.col("as_of_day"), 1).cast("timestamp").alias("event_ts"),
         F.lit(created).alias("created_ts"),
         F.lit(run_id).alias("run_id"),

@@ -12,7 +12,8 @@ events whatever the partitioning or the number of cores. The model:
   from a new IP, device and country, then within hours a burst of large withdrawals to a new
   account. Labels record the takeover and each fraudulent withdrawal, reported days later.
 
-Event ids are built from (user, day, sequence), unique by construction.
+Event ids are built from (user, day, sequence): unique within one generated history (the job
+empties the raw tables before writing another, with --replace).
 """
 
 from __future__ import annotations
@@ -120,8 +121,14 @@ def _count(seed: int, rate: Column, *parts) -> Column:
 
 
 def _time_of_day(day: Column, u: Column) -> Column:
-    """A timestamp on `day`: few events at night, most in the afternoon and evening."""
-    seconds = F.floor((F.lit(0.22) + F.lit(0.775) * F.pow(u, F.lit(0.6))) * 86399)
+    """A timestamp on `day` (UTC): a few events at night, rising through the day to a late-evening peak."""
+    seconds = F.floor((F.lit(0.02) + F.lit(0.975) * F.pow(u, F.lit(0.6))) * 86399)
+    return F.timestamp_seconds(F.unix_timestamp(F.to_timestamp(day)) + seconds)
+
+
+def _takeover_start(day: Column, u: Column) -> Column:
+    """Between 08:00 and 20:00: the attack (up to ~2 h) ends the same day, inside the history."""
+    seconds = F.floor((F.lit(8) + F.lit(12) * u) * 3600)
     return F.timestamp_seconds(F.unix_timestamp(F.to_timestamp(day)) + seconds)
 
 
@@ -199,7 +206,7 @@ def _takeovers(grid: DataFrame, days: int) -> DataFrame:
 
 def _takeover_logins(grid: DataFrame, seed: int, days: int) -> DataFrame:
     u, d = F.col("user_id"), F.col("day")
-    t0 = _time_of_day(d, uniform(seed, u, d, "ato_t"))
+    t0 = _takeover_start(d, uniform(seed, u, d, "ato_t"))
     attempts = (
         _takeovers(grid, days)
         .withColumn("t0", t0)
@@ -239,7 +246,7 @@ def withdrawals(grid: DataFrame, seed: int, days: int) -> DataFrame:
 
 def _fraud_withdrawals(grid: DataFrame, seed: int, days: int) -> DataFrame:
     u, d = F.col("user_id"), F.col("day")
-    t0 = _time_of_day(d, uniform(seed, u, d, "ato_t"))
+    t0 = _takeover_start(d, uniform(seed, u, d, "ato_t"))
     burst = (
         _takeovers(grid, days)
         .withColumn("t0", t0)
@@ -321,7 +328,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--replace", action="store_true", help="Empty the raw event tables first.")
     args = parser.parse_args(argv)
     if args.users * args.days > 200_000_000:
-        parser.error("users x days above 200 million; generate in several --end windows")
+        parser.error("users x days above 200 million: too large for one run of this generator")
     return finish_args(parser, args)
 
 

@@ -1,7 +1,8 @@
 """Run bookkeeping: `feature_runs` (one row per run) and `feature_run_partitions` (one per
 feature set and day written whole). A run interrupted before it finished is resumed by the next
-invocation with the same parameters; a run that finished is never touched again, so running the
-same range again writes a new version.
+invocation with the same parameters and code; a run that finished is never touched again, so
+running the same range again writes a new version. Feast reads feature rows only once their
+partition is recorded here, with `finished_at` as the time they became known.
 """
 
 from __future__ import annotations
@@ -55,6 +56,10 @@ class Run:
     done: set[tuple[str, dt.date]]  # (feature set, day) partitions already written whole
 
 
+class RunBusy(RuntimeError):
+    """Another process holds the run these parameters would resume."""
+
+
 def start(
     db,
     job: str,
@@ -64,25 +69,40 @@ def start(
     range_start: dt.date,
     range_end: dt.date,
     new_run: bool = False,
+    take_over: bool = False,
 ) -> Run:
-    """Resume the latest unfinished run with these exact parameters, or start a new one."""
+    """Resume the latest failed run with these exact parameters and code, or start a new one.
+
+    A run still marked `running` belongs to a live process, or to one that was killed before it
+    could mark the run failed: it is resumed only with `take_over`. The claim is one conditional
+    UPDATE, so two processes never resume the same run.
+    """
     params = json.dumps(parameters, sort_keys=True, default=str)
+    version = code_version()
     with connection.connect(db.offline_store_config()) as conn, conn.cursor() as cur:
         if not new_run:
             cur.execute(
-                "SELECT run_id FROM feature_runs WHERE job = %s AND definition_hash = %s "
-                "AND feature_sets = %s AND range_start = %s AND range_end = %s AND status <> 'succeeded' "
-                "ORDER BY started_at DESC LIMIT 1",
-                (job, definition_hash, ",".join(feature_sets), range_start, range_end),
+                "SELECT run_id, status, started_at FROM feature_runs WHERE job = %s AND definition_hash = %s "
+                "AND code_version = %s AND feature_sets = %s AND range_start = %s AND range_end = %s "
+                "AND status <> 'succeeded' ORDER BY started_at DESC LIMIT 1",
+                (job, definition_hash, version, ",".join(feature_sets), range_start, range_end),
             )
             row = cur.fetchone()
+            if row and row[1] == "running" and not take_over:
+                raise RunBusy(
+                    f"Run {row[0]} with these parameters is marked running (started {row[2]} UTC). "
+                    "If its process is gone, run again with --take-over to resume it; "
+                    "--new-run starts a separate run."
+                )
             if row:
-                run_id = row[0]
+                run_id, seen = row[0], row[1]
                 cur.execute(
                     "UPDATE feature_runs SET status = 'running', error = NULL, finished_at = NULL "
-                    "WHERE run_id = %s",
-                    (run_id,),
+                    "WHERE run_id = %s AND status = %s",
+                    (run_id, seen),
                 )
+                if cur.rowcount != 1:
+                    raise RunBusy(f"Run {run_id} was claimed by another process just now.")
                 cur.execute(
                     "SELECT feature_set, partition_day FROM feature_run_partitions WHERE run_id = %s",
                     (run_id,),
@@ -96,7 +116,7 @@ def start(
                 run_id,
                 job,
                 ",".join(feature_sets),
-                code_version(),
+                version,
                 definition_hash,
                 params,
                 range_start,

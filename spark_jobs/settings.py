@@ -65,7 +65,7 @@ class Database:
         # rewriteBatchedStatements: one multi-row INSERT per JDBC batch.
         return (
             f"jdbc:mysql://{self.host}:{self.port}/{quote(self.database)}"
-            "?rewriteBatchedStatements=true&useServerPrepStmts=false&sessionVariables=time_zone='+00:00'"
+            "?rewriteBatchedStatements=true&useServerPrepStmts=false"
         )
 
     def jdbc_properties(self) -> dict[str, str]:
@@ -160,23 +160,31 @@ def spark_session(
     """A SparkSession in UTC, with the JDBC driver jar on the classpath when it exists."""
     from pyspark.sql import SparkSession
 
+    conf = dict(conf or {})
+    for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
+        # JDBC converts timestamps in the JVM's default zone: UTC, appended to the user's options.
+        conf[key] = " ".join(filter(None, [conf.get(key, ""), "-Duser.timezone=UTC"]))
     builder = (
         SparkSession.builder.appName(app)
         .master(master)
         .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.driver.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.executor.extraJavaOptions", "-Duser.timezone=UTC")
-        .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.adaptive.enabled", "true")
     )
+    if master.startswith("local"):
+        builder = builder.config("spark.sql.shuffle.partitions", "8")  # small data, 2 cores
     if jdbc_jar:
-        if not os.path.exists(jdbc_jar):
+        if "://" not in jdbc_jar and not os.path.exists(jdbc_jar):
             raise SettingsError(
                 f"JDBC driver jar {jdbc_jar} not found. Install Debian's libmariadb-java (`make deps`) "
                 "or pass --jdbc-jar / set SPARK_JDBC_JAR."
             )
         builder = builder.config("spark.jars", jdbc_jar)
-    for key, value in (conf or {}).items():
+    for key, value in conf.items():
         builder = builder.config(key, value)
-    return builder.getOrCreate()
+    spark = builder.getOrCreate()
+    jvm_tz = spark.sparkContext._jvm.java.util.TimeZone
+    if jvm_tz.getDefault().getID() != "UTC":
+        # An existing JVM (spark-submit, a notebook) ignores extraJavaOptions: set it here.
+        jvm_tz.setDefault(jvm_tz.getTimeZone("UTC"))
+    return spark

@@ -116,19 +116,52 @@ def test_backfill_values_versions_and_as_of(
             assert got[col].to_numpy() == pytest.approx(want[col].to_numpy(), abs=1e-6), col
         else:
             assert got[col].tolist() == want[col].tolist(), col
-    failed = frame(
-        db,
-        "SELECT user_id, COUNT(*) AS n FROM logins WHERE NOT success "
-        "AND event_ts >= '2026-02-16' AND event_ts < '2026-02-17' GROUP BY user_id",
-    )
-    stored = frame(
-        db,
-        "SELECT user_id, failed_logins_1d FROM user_login_features "
-        "WHERE event_ts = '2026-02-17' AND failed_logins_1d > 0",
-    )
-    assert dict(zip(failed["user_id"], failed["n"], strict=True)) == dict(
-        zip(stored["user_id"], stored["failed_logins_1d"], strict=True)
-    )
+    # Logins (1 day; zero rows for yesterday's users) and withdrawals (1 and 7 days), every day.
+    for day in pd.date_range(START, LAST).date:
+        lo = pd.Timestamp(day)
+        hi = lo + pd.Timedelta(days=1)
+        logins = frame(
+            db,
+            "SELECT user_id, success, event_ts FROM logins "
+            f"WHERE event_ts >= '{lo - pd.Timedelta(days=1)}' AND event_ts < '{hi}'",
+        )
+        stored = (
+            frame(
+                db,
+                "SELECT user_id, failed_logins_1d, logins_1d FROM user_login_features "
+                f"WHERE event_ts = '{hi}'",
+            )
+            .set_index("user_id")
+            .sort_index()
+        )
+        assert stored.index.tolist() == sorted(logins["user_id"].unique()), day
+        today = logins[logins["event_ts"] >= lo].groupby("user_id")
+        assert (
+            stored["logins_1d"].tolist()
+            == today.size().reindex(stored.index, fill_value=0).tolist()
+        )
+        failed = today["success"].apply(lambda s: int((s == 0).sum()))
+        assert (
+            stored["failed_logins_1d"].tolist()
+            == failed.reindex(stored.index, fill_value=0).tolist()
+        )
+        wd = frame(
+            db,
+            "SELECT user_id, CAST(amount AS DOUBLE) AS amount, event_ts FROM withdrawals "
+            f"WHERE event_ts >= '{lo - pd.Timedelta(days=7)}' AND event_ts < '{hi}'",
+        )
+        stored = frame(db, f"SELECT * FROM user_withdrawal_features WHERE event_ts = '{hi}'")
+        stored = stored.set_index("user_id").sort_index()
+        assert stored.index.tolist() == sorted(wd["user_id"].unique()), day
+        for w in (1, 7):
+            inside = wd[wd["event_ts"] >= hi - pd.Timedelta(days=w)].groupby("user_id")["amount"]
+            counts = inside.count().reindex(stored.index, fill_value=0)
+            sums = inside.sum().reindex(stored.index, fill_value=0.0)
+            assert stored[f"withdrawal_count_{w}d"].tolist() == counts.tolist(), (day, w)
+            assert stored[f"withdrawal_sum_{w}d"].to_numpy() == pytest.approx(sums.to_numpy()), (
+                day,
+                w,
+            )
     profile = frame(
         db,
         "SELECT common_ips_365d FROM user_profile_features WHERE user_id = 1 AND event_ts = '2026-02-17'",

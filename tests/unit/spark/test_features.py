@@ -140,10 +140,12 @@ def test_versioned_rows_carry_event_created_and_run(spark):
     assert out["run_id"] == "run-1"
 
 
-def test_definition_hash_is_stable_and_distinct():
+def test_definition_hash_changes_with_the_definition(monkeypatch):
     hashes = {name: fs.definition_hash() for name, fs in fx.FEATURE_SETS.items()}
     assert len(set(hashes.values())) == len(hashes)
-    assert hashes == {name: fs.definition_hash() for name, fs in fx.FEATURE_SETS.items()}
+    monkeypatch.setattr(fx, "TOP_N", fx.TOP_N + 2)
+    assert fx.FEATURE_SETS["profile"].definition_hash() != hashes["profile"]
+    assert fx.FEATURE_SETS["logins"].definition_hash() == hashes["logins"]
 
 
 @pytest.mark.parametrize("name", sorted(fx.FEATURE_SETS))
@@ -176,10 +178,37 @@ def test_many_days_in_one_pass_equal_each_day_alone(spark):
         for _ in range(12)
     ]
     logins = spark.createDataFrame(rows, LOGIN_SCHEMA)
+    txns = spark.createDataFrame(
+        [
+            (
+                u,
+                rng.choice(["m1", "m2", "m3", "m4"]),
+                Decimal(rng.randint(1, 500)),
+                "EUR",
+                at(ago(rng.randint(0, 45)), rng.randint(0, 23)),
+            )
+            for u in range(1, 30)
+            for _ in range(10)
+        ],
+        TXN_SCHEMA,
+    )
+    withdrawals = spark.createDataFrame(
+        [
+            (
+                u,
+                Decimal(rng.randint(1, 500)),
+                "acct",
+                at(ago(rng.randint(0, 12)), rng.randint(0, 23)),
+            )
+            for u in range(1, 30)
+            for _ in range(3)
+        ],
+        "user_id long, amount decimal(14,2), destination_account string, event_ts timestamp",
+    )
+    raw = {"logins": logins, "transactions": txns, "withdrawals": withdrawals}
     days = [ago(i) for i in (0, 1, 2, 4, 9)]  # with a gap, as a resumed chunk can have
-    for name in ("logins", "profile"):
-        fs = fx.FEATURE_SETS[name]
-        daily = fs.prepare(logins).cache()
+    for fs in fx.FEATURE_SETS.values():
+        daily = fs.prepare(raw[fs.source]).cache()
         together = sorted(tuple(r) for r in fs.compute(daily, days).collect())
         alone = sorted(tuple(r) for day in days for r in fs.compute(daily, [day]).collect())
         assert together == alone and len(together) > 20
