@@ -65,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--chunk-days",
         type=positive_int,
         default=28,
-        help="Days computed from one read of the raw events (default 7).",
+        help="Days computed from one read of the raw events (default 28; lower it if memory is short).",
     )
     parser.add_argument(
         "--new-run",
