@@ -18,7 +18,7 @@ from pathlib import Path
 from devstack import MariaDB, Redis, ServiceError, feast_redis_connection_string
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK = Path(os.environ.get("STACK_DIR", ROOT / ".stack"))
+STACK = Path(os.environ.get("STACK_DIR") or ROOT / ".stack")
 STATE = STACK / "state.json"
 ENV_FILE = STACK / "env"
 

@@ -80,7 +80,8 @@ def _is_our_process(pid: int, binary: str) -> bool:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
     except OSError:
         return True  # no /proc (not Linux): fall back to trusting the pid file
-    return Path(cmdline).name == binary
+    # redis-server rewrites its title to "/usr/bin/redis-server 127.0.0.1:PORT": compare the program
+    return Path(cmdline.split(" ", 1)[0]).name == binary
 
 
 def _stop_pid(pid: int, timeout_s: float = 20.0, binary: str | None = None) -> None:
