@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from tests.utils.jobs import jobs_environment
 from tests.utils.tables import rows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,10 +27,8 @@ N_USERS, N_DAYS = 150, 45
 
 
 @pytest.fixture
-def jobs_env(mariadb, database, monkeypatch):
-    for key, value in {**mariadb.env(), "TIDB_DATABASE": database}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("SPARK_MASTER", "local[2]")
+def jobs_env(mariadb, database, redis_connection_string, monkeypatch):
+    jobs_environment(mariadb, database, redis_connection_string, monkeypatch)
     from spark_jobs import generate
 
     assert (

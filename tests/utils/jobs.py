@@ -1,0 +1,41 @@
+"""Run the platform's jobs in tests: settings from the test's database, Spark on local[2]."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+FEAST = str(Path(sys.executable).parent / "feast")
+
+
+def jobs_environment(
+    mariadb, database: str, redis_connection_string: str, monkeypatch
+) -> dict[str, str]:
+    """Point TIDB_*, REDIS_CONNECTION_STRING and SPARK_MASTER at the test's services; return the env."""
+    env = {
+        **mariadb.env(),
+        "TIDB_DATABASE": database,
+        "REDIS_CONNECTION_STRING": redis_connection_string,
+        "SPARK_MASTER": "local[2]",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    return {**os.environ, **env}
+
+
+def feast(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """The stock feast CLI against the shipped feature_repo/."""
+    result = subprocess.run(
+        [FEAST, "-c", str(ROOT / "feature_repo"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, (
+        f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+    )
+    return result
