@@ -1,0 +1,246 @@
+"""The inference endpoint on real Redis and MariaDB, with models trained on generated history."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+
+import pymysql
+import pytest
+from fastapi.testclient import TestClient
+
+from devstack import Redis, feast_redis_connection_string
+from tests.utils.jobs import feast, jobs_environment
+from tests.utils.tables import rows
+
+
+@pytest.fixture(scope="module")
+def stack(mariadb, tmp_path_factory):
+    """A database with events, backfilled features, the repo applied and both models trained."""
+    from pipelines.train import train
+    from spark_jobs import backfill, generate
+
+    redis = Redis(tmp_path_factory.mktemp("serving-redis")).start()  # ours: this module stops it
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    admin = pymysql.connect(
+        host="127.0.0.1",
+        port=mariadb.port,
+        user=mariadb.user,
+        password=mariadb.password,
+        autocommit=True,
+    )
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{database}`")
+    models = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as mp:
+        env = jobs_environment(mariadb, database, feast_redis_connection_string(redis.url), mp)
+        assert generate.main(["--users", "1500", "--days", "40", "--end", "2026-03-01"]) == 0
+        assert backfill.main(["--start", "2026-02-10", "--end", "2026-02-28", "--no-progress"]) == 0
+        feast(env, "apply")
+        feast(env, "materialize-incremental", "2026-03-02T00:00:00")
+        window = dict(
+            since=dt.datetime(2026, 2, 11, tzinfo=dt.UTC),
+            until=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+        )
+        for model in ("account_takeover", "withdrawal_fraud"):
+            train(model, dt.datetime.now(dt.UTC), out=models, save_dataset=False, **window)
+        yield {"env": env, "models": models, "redis": redis, "database": database, "mp": mp}
+    redis.stop()
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
+    admin.close()
+
+
+@pytest.fixture
+def client(stack, monkeypatch):
+    from serving.app import create_app
+    from serving.settings import Settings
+
+    for key, value in stack["env"].items():
+        monkeypatch.setenv(key, value)
+    with TestClient(create_app(Settings(models_dir=stack["models"], log_flush_seconds=0.2))) as c:
+        yield c
+
+
+@pytest.fixture
+def db(stack, mariadb):
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=mariadb.port,
+        user=mariadb.user,
+        password=mariadb.password,
+        database=stack["database"],
+        autocommit=True,
+    )
+    yield conn
+    conn.close()
+
+
+LOGIN = {"user_id": 1, "login_ip": "203.0.113.7", "login_device": "dev-new"}
+
+
+def test_predict_returns_score_decision_and_feature_ages(client):
+    body = client.post(
+        "/v1/models/account_takeover/predict", json={"entities": [LOGIN, {**LOGIN, "user_id": 2}]}
+    )
+    assert body.status_code == 200
+    out = body.json()
+    assert (
+        out["model"] == "account_takeover" and out["model_version"] and 0 <= out["threshold"] <= 1
+    )
+    first = out["predictions"][0]
+    assert 0.0 <= first["score"] <= 1.0 and first["decision"] == (
+        first["score"] >= out["threshold"]
+    )
+    batch = first["features"]["failed_logins_1d"]
+    assert batch["status"] == "PRESENT" and batch["age_seconds"] > 0
+    assert batch["stale"] is True  # the history ended in March: far beyond the 26 h budget
+    assert (
+        first["features"]["ip_is_common"]["value"] is False
+    )  # on-demand: computed for this request
+    assert len({p["request_id"] for p in out["predictions"]}) == 2
+    assert "serving_stale_features_total" in client.get("/metrics").text
+
+
+def test_unknown_entity_is_scored_with_missing_features_reported(client):
+    out = client.post(
+        "/v1/models/withdrawal_fraud/predict",
+        json={"entities": [{"user_id": 987654, "amount": 50.0}]},
+    ).json()
+    prediction = out["predictions"][0]
+    assert "txn_count_30d" in prediction["missing_features"]
+    assert prediction["features"]["txn_count_30d"] == {
+        "value": None,
+        "age_seconds": None,
+        "stale": False,
+        "status": "NOT_FOUND",
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "body", "status", "field"),
+    [
+        ("/v1/models/nope/predict", {"entities": [LOGIN]}, 404, None),
+        (
+            "/v1/models/withdrawal_fraud/predict",
+            {"entities": [{"user_id": 1, "amount": "lots"}]},
+            422,
+            "amount",
+        ),
+        (
+            "/v1/models/withdrawal_fraud/predict",
+            {"entities": [{"user_id": 1, "amount": -5}]},
+            422,
+            "amount",
+        ),
+        (
+            "/v1/models/account_takeover/predict",
+            {"entities": [{**LOGIN, "login_ip": "999.1.1.1"}]},
+            422,
+            "login_ip",
+        ),
+        ("/v1/models/account_takeover/predict", {"entities": [{"user_id": 1}]}, 422, "login_ip"),
+        ("/v1/models/account_takeover/predict", {"entities": [LOGIN] * 101}, 422, "entities"),
+        ("/v1/models/account_takeover/predict", {"rows": []}, 422, "entities"),
+        ("/v1/push/nope", {"events": [{"user_id": 1}]}, 404, None),
+        (
+            "/v1/push/login_push",
+            {"events": [{"user_id": 1, "last_login_ip": "1.2.3.4"}]},
+            422,
+            "event_ts",
+        ),
+        (
+            "/v1/push/login_push",
+            {"events": [{"user_id": 1, "event_ts": "2026-03-01T00:00:00"}]},
+            422,
+            "event_ts",
+        ),
+    ],
+)
+def test_client_mistakes_get_4xx_naming_the_field(client, url, body, status, field):
+    response = client.post(url, json=body)
+    assert response.status_code == status, response.text
+    if field:
+        assert any(field in map(str, error["loc"]) for error in response.json()["detail"]), (
+            response.json()
+        )
+
+
+def test_push_is_served_at_once_and_kept_offline(client, db):
+    event = {
+        "user_id": 3,
+        "last_login_ip": "198.51.100.9",
+        "last_login_device": "dev-new",
+        "last_login_country": "DE",
+        "recent_ips": ["198.51.100.9"],
+        "event_ts": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    assert client.post("/v1/push/login_push", json={"events": [event]}).status_code == 200
+    assert rows(db, "SELECT last_login_ip FROM login_push_events WHERE user_id = 3") == [
+        ("198.51.100.9",)
+    ]
+    features = client.post(
+        "/v1/models/account_takeover/predict",
+        json={"entities": [{"user_id": 3, "login_ip": "198.51.100.9", "login_device": "dev-new"}]},
+    ).json()["predictions"][0]["features"]
+    assert (
+        features["last_login_ip"]["value"] == "198.51.100.9"
+        and features["ip_seen_recently"]["value"] is True
+    )
+    assert features["device_is_new"]["value"] is False  # it is the device of the last login
+    assert features["last_login_ip"]["age_seconds"] < 60 and features["last_login_ip"]["stale"] in (
+        True,
+        False,
+    )
+
+
+def test_every_served_vector_is_logged_with_its_request_id(stack, db):
+    from serving.app import create_app
+    from serving.settings import Settings
+
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in stack["env"].items():
+            mp.setenv(key, value)
+        app = create_app(
+            Settings(models_dir=stack["models"], log_flush_seconds=30)
+        )  # flushed only at shutdown
+        with TestClient(app) as c:
+            out = c.post(
+                "/v1/models/withdrawal_fraud/predict",
+                json={"entities": [{"user_id": u, "amount": 10.0 * u} for u in (4, 5, 6)]},
+            ).json()
+    ids = {p["request_id"] for p in out["predictions"]}
+    logged = rows(
+        db,
+        "SELECT `__request_id`, user_id, amount, `user_transactions__txn_count_30d` "
+        "FROM served_withdrawal_fraud",
+    )
+    by_id = {r[0]: r for r in logged}
+    assert ids <= set(by_id)  # nothing lost on shutdown
+    served = {p["request_id"]: p for p in out["predictions"]}
+    for request_id in ids:
+        _, user, amount, count = by_id[request_id]
+        assert (
+            user == served[request_id]["entity"]["user_id"]
+            and amount == served[request_id]["entity"]["amount"]
+        )
+        assert count == served[request_id]["features"]["txn_count_30d"]["value"]
+
+
+def test_redis_down_gives_503_fast_and_recovers_without_restart(stack, client):
+    redis: Redis = stack["redis"]
+    redis.stop()
+    try:
+        started = time.monotonic()
+        response = client.post("/v1/models/account_takeover/predict", json={"entities": [LOGIN]})
+        assert response.status_code == 503 and time.monotonic() - started < 5
+        assert client.get("/readyz").status_code == 503
+        assert client.get("/healthz").status_code == 200
+    finally:
+        redis.start()  # same port, empty: it is a cache of TiDB
+    assert client.get("/readyz").status_code == 200
+    assert (
+        client.post("/v1/models/account_takeover/predict", json={"entities": [LOGIN]}).status_code
+        == 200
+    )
