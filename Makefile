@@ -38,7 +38,7 @@ status: venv ## Show whether the local stack runs
 lint: venv ## ruff (lint + format check) and mypy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy providers devstack
+	@$(VENV)/bin/mypy providers devstack serving
 
 test: deps venv lint ## Lint, then unit + integration + e2e tests on real servers the tests start
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \

@@ -36,7 +36,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    TypeAdapter,
     ValidationError,
     create_model,
     field_validator,
@@ -105,6 +104,19 @@ class Metrics:
         self.errors = Counter(
             "serving_errors_total", "Errors by type", ["route", "type"], registry=self.registry
         )
+
+
+def _validate_each(
+    model: type[BaseModel], items: list[dict[str, Any]], field: str
+) -> list[BaseModel]:
+    """Validate every item; a failure is a 422 whose location is (body, field, index, ...)."""
+    out = []
+    for index, item in enumerate(items):
+        try:
+            out.append(model.model_validate(item))
+        except ValidationError as exc:
+            raise _validation_error(exc, ("body", field, index)) from exc
+    return out
 
 
 def _validation_error(exc: ValidationError, prefix: tuple) -> RequestValidationError:
@@ -213,11 +225,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state = request.app.state
         if model not in state.models:
             raise HTTPException(404, f"Unknown model {model!r}; serving {sorted(state.models)}.")
-        try:
-            entities = TypeAdapter(list[REQUESTS[model]]).validate_python(body.entities)
-        except ValidationError as exc:
-            raise _validation_error(exc, ("body", "entities")) from exc
-        rows = [e.model_dump() for e in entities]
+        rows = [e.model_dump() for e in _validate_each(REQUESTS[model], body.entities, "entities")]
         try:
             served, _ = await run_in_threadpool(state.features.fetch, model, rows)
         except Exception as exc:
@@ -277,10 +285,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if not isinstance(data_source, PushSource):
                 raise HTTPException(404, f"Unknown push source {source!r}.")
             state.push_models[source] = _push_model(state.store, source)
-        try:
-            events = TypeAdapter(list[state.push_models[source]]).validate_python(body.events)
-        except ValidationError as exc:
-            raise _validation_error(exc, ("body", "events")) from exc
+        events = _validate_each(state.push_models[source], body.events, "events")
         frame = pd.DataFrame([e.model_dump() for e in events])
         try:  # acknowledged only after Feast wrote online and offline
             await run_in_threadpool(state.store.push, source, frame, to=PushMode.ONLINE_AND_OFFLINE)
