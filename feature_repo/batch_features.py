@@ -42,6 +42,7 @@ def _source(table: str, feature_set: str, columns: list[str], description: str) 
     return TiDBSource(
         name=table,
         query=query,
+        json_columns=[c for c in columns if c.startswith("common_")],  # the profile's lists
         timestamp_field="event_ts",
         created_timestamp_column="created_ts",
         description=description,

@@ -125,10 +125,12 @@ def _tidb_source(source: DataSource | None, owner: str) -> TiDBSource:
 
 
 def _json_columns(config: RepoConfig, source: TiDBSource) -> frozenset[str]:
+    """Declared JSON columns, plus (table sources) the columns the server types as JSON."""
+    declared = frozenset(source.json_columns)
     if not source.table:
-        return frozenset()  # query sources: only columns the server types as JSON are decoded
+        return declared  # query sources: declared, or typed JSON by the server (MySQL/TiDB)
     with connection.connect(_store_config(config)) as conn:
-        return frozenset(connection.json_columns(conn, source.table))
+        return declared | frozenset(connection.json_columns(conn, source.table))
 
 
 class TiDBOfflineStore(OfflineStore):

@@ -27,19 +27,36 @@ SOURCE_CLASS_PATH = "providers.tidb.source.TiDBSource"
 class TiDBOptions:
     """Where a TiDBSource's rows come from: exactly one of a table or a query."""
 
-    def __init__(self, name: str | None, table: str | None, query: str | None):
+    def __init__(
+        self,
+        name: str | None,
+        table: str | None,
+        query: str | None,
+        json_columns: list[str] | None = None,
+    ):
         self.name = name or ""
         self.table = table or ""
         self.query = query or ""
+        self.json_columns = list(json_columns or [])
 
     def to_proto(self) -> DataSourceProto.CustomSourceOptions:
-        payload = {"name": self.name, "table": self.table, "query": self.query}
+        payload = {
+            "name": self.name,
+            "table": self.table,
+            "query": self.query,
+            "json_columns": self.json_columns,
+        }
         return DataSourceProto.CustomSourceOptions(configuration=json.dumps(payload).encode())
 
     @classmethod
     def from_proto(cls, proto: DataSourceProto.CustomSourceOptions) -> TiDBOptions:
         payload = json.loads(proto.configuration.decode("utf8"))
-        return cls(name=payload.get("name"), table=payload.get("table"), query=payload.get("query"))
+        return cls(
+            name=payload.get("name"),
+            table=payload.get("table"),
+            query=payload.get("query"),
+            json_columns=payload.get("json_columns"),
+        )
 
 
 class TiDBSource(DataSource):
@@ -52,6 +69,9 @@ class TiDBSource(DataSource):
         timestamp_field: Event time column (DATETIME/TIMESTAMP, UTC).
         created_timestamp_column: When the row became known; breaks ties on event time.
         field_mapping: Source column -> feature name.
+        json_columns: Columns holding JSON (arrays become list features). Needed where the server
+            cannot tell: query sources, and MariaDB's JSON (a LONGTEXT); table columns typed JSON
+            on MySQL/TiDB are found on their own.
         description, tags, owner: Metadata.
     """
 
@@ -67,6 +87,7 @@ class TiDBSource(DataSource):
         description: str | None = "",
         tags: dict[str, str] | None = None,
         owner: str | None = "",
+        json_columns: list[str] | None = None,
     ):
         if bool(table) == bool(query):
             raise TiDBSourceDefinitionError(
@@ -77,7 +98,9 @@ class TiDBSource(DataSource):
             sql.quote_table(table)  # reject bad names at definition time
         if not name and not table:
             raise TiDBSourceDefinitionError("A TiDBSource over a query needs a name=.")
-        self._tidb_options = TiDBOptions(name=name, table=table, query=query)
+        self._tidb_options = TiDBOptions(
+            name=name, table=table, query=query, json_columns=json_columns
+        )
         super().__init__(
             name=name or table or "",
             timestamp_field=timestamp_field or "",
@@ -96,6 +119,10 @@ class TiDBSource(DataSource):
     def query(self) -> str:
         return self._tidb_options.query
 
+    @property
+    def json_columns(self) -> list[str]:
+        return self._tidb_options.json_columns
+
     def __hash__(self):
         return super().__hash__()
 
@@ -105,6 +132,7 @@ class TiDBSource(DataSource):
             and super().__eq__(other)
             and self.table == other.table
             and self.query == other.query
+            and self.json_columns == other.json_columns
         )
 
     def source_type(self) -> DataSourceProto.SourceType.ValueType:
@@ -123,6 +151,7 @@ class TiDBSource(DataSource):
             description=data_source.description,
             tags=dict(data_source.tags),
             owner=data_source.owner,
+            json_columns=options.json_columns,
         )
 
     def _to_proto_impl(self) -> DataSourceProto:

@@ -325,6 +325,15 @@ def count_between(table: str, column: str, start: dt.datetime, end: dt.datetime)
     ]
 
 
+def select_logged(table: str, start: dt.datetime, end: dt.datetime) -> Statement:
+    """Served-feature log rows with start <= __log_timestamp < end, oldest first."""
+    ts = quote_identifier("__log_timestamp")
+    return (
+        f"SELECT * FROM {quote_table(table)} WHERE {ts} >= %s AND {ts} < %s ORDER BY {ts}",
+        [naive_utc(start), naive_utc(end)],
+    )
+
+
 def count_all(table: str) -> Statement:
     return f"SELECT COUNT(*) FROM {quote_table(table)}", []
 

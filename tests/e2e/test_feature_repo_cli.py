@@ -5,6 +5,7 @@ Real MariaDB and Redis (started by the session fixtures), the SQL registry in th
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,6 +111,12 @@ def test_events_backfill_apply_materialize_and_serve(feast_env, db, monkeypatch)
         and ato["ip_is_common"] == [False]
         and ato["device_is_new"] == [True]
     )
+    stored = rows(
+        db,
+        "SELECT common_ips_365d FROM user_profile_features WHERE user_id = 1 "
+        "ORDER BY event_ts DESC, created_ts DESC LIMIT 1",
+    )[0][0]
+    assert ato["common_ips_365d"][0] == json.loads(stored)  # a list of IPs, not a JSON string
     common_ip = ato["common_ips_365d"][0][0]
     ato = store.get_online_features(
         features=store.get_feature_service("account_takeover"),

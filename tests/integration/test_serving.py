@@ -244,3 +244,49 @@ def test_redis_down_gives_503_fast_and_recovers_without_restart(stack, client):
         client.post("/v1/models/account_takeover/predict", json={"entities": [LOGIN]}).status_code
         == 200
     )
+
+
+def test_skew_report_batch_features_match_and_push_lag_is_measured(stack, client):
+    from feast import FeatureStore
+
+    from pipelines.skew import skew_report
+    from tests.utils.jobs import ROOT
+
+    # After a materialize (Redis may have been emptied by another test), batch features must match.
+    feast(stack["env"], "materialize", "2026-02-01T00:00:00", "2026-03-02T00:00:00")
+    started = dt.datetime.now(dt.UTC)  # log timestamps are taken at request time, after this
+    event = {
+        "user_id": 8,
+        "last_login_ip": "192.0.2.1",
+        "last_login_device": "d8",
+        "last_login_country": "FR",
+        "recent_ips": ["192.0.2.1"],
+        "event_ts": (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)).isoformat(),
+    }
+    assert client.post("/v1/push/login_push", json={"events": [event]}).status_code == 200
+    logins = [{"user_id": u, "login_ip": "192.0.2.1", "login_device": "d8"} for u in (7, 8, 9)]
+    assert (
+        client.post("/v1/models/account_takeover/predict", json={"entities": logins}).status_code
+        == 200
+    )
+    client.app.state.logger.stop()  # flush now (the fixture's exit flushes again, harmlessly)
+    report = skew_report(
+        FeatureStore(repo_path=str(ROOT / "feature_repo")),
+        "account_takeover",
+        started,
+        dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1),
+    ).set_index("feature")
+    assert report["rows"].eq(3).all()
+    batch = [
+        f
+        for f in report.index
+        if f.startswith(("user_logins__", "user_withdrawals__", "user_profile__"))
+    ]
+    assert (
+        batch and report.loc[batch, "mismatches"].eq(0).all()
+    )  # materialized values = offline values
+    assert report.loc["user_last_login__last_login_ip", "mismatches"] == 0
+    assert (
+        25 <= report.loc["user_last_login__last_login_ip", "age_max_s"] < 120
+    )  # the push's event time
+    assert report.loc["login_context__ip_seen_recently", "mismatches"] == 0  # on-demand, both sides

@@ -1,0 +1,148 @@
+"""Train/serve skew: what serving logged vs what the offline store computes for the same request.
+
+    python -m pipelines.skew withdrawal_fraud [--since 2026-11-01T00:00:00Z] [--until ...]
+
+Reads the served-feature log of the model's feature service (TiDB, written by serving through
+Feast feature logging), rebuilds each logged request as an entity row at its log time (with the
+same keys and request data), retrieves the service's features point-in-time through the TiDB
+store, and reports per feature: rows compared, mismatches, mean absolute difference (numbers),
+and the age of the served values (p50, p95, max). Batch features match after a materialize;
+pushed features show their lag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _same(a: Any, b: Any) -> bool:
+    missing_a = a is None or (isinstance(a, float) and math.isnan(a))
+    missing_b = b is None or (isinstance(b, float) and math.isnan(b))
+    if missing_a or missing_b:
+        return missing_a and missing_b
+    if isinstance(a, list | tuple | np.ndarray) or isinstance(b, list | tuple | np.ndarray):
+        return list(a) == list(b)
+    if isinstance(a, int | float | np.number) and isinstance(b, int | float | np.number):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-9)
+    return a == b
+
+
+def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
+    from feast.feature_logging import FeatureServiceLoggingSource
+
+    from providers.tidb import connection, sql
+
+    service = store.get_feature_service(service_name)
+    table = service.logging_config.destination.table_name
+    schema = FeatureServiceLoggingSource(service, store.project).get_schema(store.registry)
+    feature_columns = [
+        f.name
+        for f in schema
+        if not f.name.startswith("__")
+        and "__" in f.name
+        and not f.name.endswith(("__timestamp", "__status"))
+    ]
+    key_columns = [f.name for f in schema if "__" not in f.name]
+    statement = sql.select_logged(table, since, until)
+    with connection.connect(store.config.offline_store) as conn:
+        arrays = frozenset(connection.json_columns(conn, table))  # list features are logged as JSON
+        logged = connection.query_to_arrow(conn, statement, json_columns=arrays).to_pandas()
+    if logged.empty:
+        return pd.DataFrame(
+            columns=[
+                "feature",
+                "rows",
+                "mismatches",
+                "mean_abs_diff",
+                "age_p50_s",
+                "age_p95_s",
+                "age_max_s",
+            ]
+        )
+    entity_df = logged[key_columns].copy()
+    entity_df["event_timestamp"] = logged["__log_timestamp"]
+    entity_df["__row"] = np.arange(len(logged))
+    refs = [
+        f"{p.name_to_use()}:{f.name}" for p in service.feature_view_projections for f in p.features
+    ]
+    offline = store.get_historical_features(
+        entity_df=entity_df, features=refs, full_feature_names=True
+    ).to_df()
+    offline = offline.sort_values("__row").reset_index(drop=True)
+    report = []
+    for column in feature_columns:
+        served, recomputed = logged[column].tolist(), offline[column].tolist()
+        same = [_same(a, b) for a, b in zip(served, recomputed, strict=True)]
+        numeric = [
+            (float(a), float(b))
+            for a, b in zip(served, recomputed, strict=True)
+            if isinstance(a, int | float | np.number)
+            and isinstance(b, int | float | np.number)
+            and not isinstance(a, bool)
+            and not (math.isnan(float(a)) or math.isnan(float(b)))
+        ]
+        ts = pd.to_datetime(logged[f"{column}__timestamp"], utc=True)
+        known = ts > pd.Timestamp(0, tz="UTC")
+        ages = (pd.to_datetime(logged["__log_timestamp"], utc=True) - ts)[known].dt.total_seconds()
+        report.append(
+            {
+                "feature": column,
+                "rows": len(same),
+                "mismatches": len(same) - sum(same),
+                "mean_abs_diff": float(np.mean([abs(a - b) for a, b in numeric]))
+                if numeric
+                else None,
+                "age_p50_s": float(ages.quantile(0.5)) if len(ages) else None,
+                "age_p95_s": float(ages.quantile(0.95)) if len(ages) else None,
+                "age_max_s": float(ages.max()) if len(ages) else None,
+            }
+        )
+    return pd.DataFrame(report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from feast import FeatureStore
+
+    from providers.tidb.as_of import to_utc
+
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.skew",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", choices=["account_takeover", "withdrawal_fraud"])
+    parser.add_argument(
+        "--since",
+        type=to_utc,
+        default=None,
+        help="Logged after this (default: 1 day before --until).",
+    )
+    parser.add_argument(
+        "--until", type=to_utc, default=None, help="Logged before this (default: now)."
+    )
+    parser.add_argument("--feature-repo", default=str(ROOT / "feature_repo"))
+    args = parser.parse_args(argv)
+    until = args.until or dt.datetime.now(dt.UTC)
+    since = args.since or until - dt.timedelta(days=1)
+    report = skew_report(FeatureStore(repo_path=args.feature_repo), args.model, since, until)
+    with pd.option_context("display.width", 200, "display.max_rows", 200):
+        print(
+            report.to_string(index=False)
+            if len(report)
+            else f"No served {args.model} vectors logged in the window."
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
