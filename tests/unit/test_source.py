@@ -118,12 +118,28 @@ def test_table_source_proto_round_trip():
     assert proto.type == DataSourceProto.CUSTOM_SOURCE
     assert proto.data_source_class_type == "providers.tidb.source.TiDBSource"
     options = json.loads(proto.custom_options.configuration)
-    assert options == {"name": "driver_stats_source", "table": "fraud.driver_stats", "query": ""}
+    assert options == {
+        "name": "driver_stats_source",
+        "table": "fraud.driver_stats",
+        "query": "",
+        "json_columns": [],
+    }
     back = TiDBSource.from_proto(proto)
     assert_same_source(source, back)
     assert back.table == "fraud.driver_stats"
     assert back.field_mapping == {"conv": "conv_rate"}
     assert back.tags == {"team": "fraud"}
+
+
+def test_json_columns_round_trip_and_old_payloads_still_load():
+    source = TiDBSource(name="q", query="SELECT 1", timestamp_field="ts", json_columns=["ips"])
+    back = TiDBSource.from_proto(source.to_proto())
+    assert back.json_columns == ["ips"] and back == source
+    proto = source.to_proto()
+    proto.custom_options.configuration = json.dumps(
+        {"name": "q", "table": "", "query": "SELECT 1"}
+    ).encode()
+    assert TiDBSource.from_proto(proto).json_columns == []  # written before json_columns existed
 
 
 def test_query_source_proto_round_trip():
