@@ -66,23 +66,6 @@ PROFILE_SCHEMA = [
     Field(name="common_devices_365d", dtype=Array(String)),
 ]
 
-TXN_SCHEMA = [
-    Field(name=f"txn_{m}_{w}d", dtype=Float64 if m == "sum" else Int64)
-    for w in (1, 7, 30)
-    for m in ("count", "sum", "merchants")
-]
-WITHDRAWAL_SCHEMA = [
-    Field(name="withdrawal_count_1d", dtype=Int64),
-    Field(name="withdrawal_sum_1d", dtype=Float64),
-    Field(name="withdrawal_count_7d", dtype=Int64),
-    Field(name="withdrawal_sum_7d", dtype=Float64),
-]
-LOGIN_SCHEMA = [Field(name="failed_logins_1d", dtype=Int64), Field(name="logins_1d", dtype=Int64)]
-PROFILE_SCHEMA = [
-    Field(name="common_ips_365d", dtype=Array(String)),
-    Field(name="common_devices_365d", dtype=Array(String)),
-]
-
 
 def _view(
     name: str, table: str, feature_set: str, schema: list[Field], description: str

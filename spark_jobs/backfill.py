@@ -28,8 +28,8 @@ from spark_jobs.settings import (
     finish_args,
     iso_date,
     job_parser,
+    job_session,
     positive_int,
-    spark_session,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -265,13 +265,7 @@ def run(args: argparse.Namespace) -> int:
     )
 
     started = time.monotonic()
-    spark = spark_session(
-        "feature-backfill",
-        args.master,
-        {"spark.ui.showConsoleProgress": "false", **args.conf},
-        jdbc_jar=db.jdbc_jar,
-    )
-    spark.sparkContext.setLogLevel("WARN")
+    spark = job_session("feature-backfill", args, db)
     summary = Summary()
     progress = tqdm(
         total=len(sets) * len(days), unit="partition", disable=args.no_progress, file=sys.stderr

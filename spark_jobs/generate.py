@@ -32,8 +32,8 @@ from spark_jobs.settings import (
     finish_args,
     iso_date,
     job_parser,
+    job_session,
     positive_int,
-    spark_session,
 )
 
 COUNTRIES = ["DE", "FR", "ES", "IT", "NL", "GB", "US", "PL", "SE", "BR"]
@@ -357,13 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             for table in RAW_TABLES:
                 connection.execute(conn, sql.truncate(table))
     started = time.monotonic()
-    spark = spark_session(
-        "generate-events",
-        args.master,
-        {"spark.ui.showConsoleProgress": "false", **args.conf},
-        jdbc_jar=db.jdbc_jar,
-    )
-    spark.sparkContext.setLogLevel("WARN")
+    spark = job_session("generate-events", args, db)
     print(
         f"Generating {args.users} users x {args.days} days ending {args.end} (seed {args.seed}) ...",
         flush=True,

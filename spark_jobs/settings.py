@@ -84,6 +84,18 @@ class Database:
         )
 
 
+def job_session(app: str, args: argparse.Namespace, db: Database):
+    """The Spark session of a job: its --master and --conf, the JDBC jar, quiet logs."""
+    spark = spark_session(
+        app,
+        args.master,
+        {"spark.ui.showConsoleProgress": "false", **args.conf},
+        jdbc_jar=db.jdbc_jar,
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    return spark
+
+
 def positive_int(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
