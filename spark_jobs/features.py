@@ -19,7 +19,7 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.window import Window
 
@@ -60,18 +60,25 @@ def daily_transactions(transactions: DataFrame) -> DataFrame:
     )
 
 
+def _count_and_sum(prefix: str, w: int) -> list[Column]:
+    """Count and sum of the daily aggregates (`n`, `amount`) younger than `w` days."""
+    inside = F.col("age") < w
+    return [
+        F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0)))
+        .cast("long")
+        .alias(f"{prefix}_count_{w}d"),
+        F.coalesce(F.sum(F.when(inside, F.col("amount"))), F.lit(0.0)).alias(f"{prefix}_sum_{w}d"),
+    ]
+
+
 def transaction_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
     """Per user and as-of day: transaction count, sum and distinct merchants over 1, 7 and 30 days."""
-    age = F.col("age")
     aggregates = []
     for w in TXN_WINDOWS:
-        inside = age < w
+        merchants = F.collect_list(F.when(F.col("age") < w, F.col("merchants")))
         aggregates += [
-            F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0)))
-            .cast("long")
-            .alias(f"txn_count_{w}d"),
-            F.coalesce(F.sum(F.when(inside, F.col("amount"))), F.lit(0.0)).alias(f"txn_sum_{w}d"),
-            F.size(F.array_distinct(F.flatten(F.collect_list(F.when(inside, F.col("merchants"))))))
+            *_count_and_sum("txn", w),
+            F.size(F.array_distinct(F.flatten(merchants)))
             .cast("long")
             .alias(f"txn_merchants_{w}d"),
         ]
@@ -92,18 +99,7 @@ def daily_withdrawals(withdrawals: DataFrame) -> DataFrame:
 
 def withdrawal_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
     """Per user and as-of day: withdrawal count and sum over 1 and 7 days."""
-    age = F.col("age")
-    aggregates = []
-    for w in WITHDRAWAL_WINDOWS:
-        inside = age < w
-        aggregates += [
-            F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0)))
-            .cast("long")
-            .alias(f"withdrawal_count_{w}d"),
-            F.coalesce(F.sum(F.when(inside, F.col("amount"))), F.lit(0.0)).alias(
-                f"withdrawal_sum_{w}d"
-            ),
-        ]
+    aggregates = [c for w in WITHDRAWAL_WINDOWS for c in _count_and_sum("withdrawal", w)]
     return (
         expand(daily, days, max(WITHDRAWAL_WINDOWS))
         .groupBy("user_id", "as_of_day")
@@ -239,7 +235,10 @@ class FeatureSet:
             str(self.lookback_days),
             ",".join(self.columns),
         ]
-        parts += [inspect.getsource(fn) for fn in (self.prepare, self.compute, expand, versioned)]
+        parts += [
+            inspect.getsource(fn)
+            for fn in (self.prepare, self.compute, expand, versioned, _count_and_sum)
+        ]
         if self.name == "profile":
             parts += [
                 inspect.getsource(common_values),

@@ -40,22 +40,11 @@ def redis_server(tmp_path_factory) -> Redis:
 @pytest.fixture
 def database(mariadb):
     """A fresh, empty database for one test; dropped afterwards."""
-    import pymysql
+    from tests.utils.tables import create_database, drop_database
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = pymysql.connect(
-        host="127.0.0.1",
-        port=mariadb.port,
-        user=mariadb.user,
-        password=mariadb.password,
-        autocommit=True,
-    )
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}`")
+    name, admin = create_database(mariadb)
     yield name
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
-    admin.close()
+    drop_database(admin, name)
 
 
 @pytest.fixture

@@ -255,10 +255,9 @@ def from_query(cfg, query: str, join_keys: list[str]) -> EntityRows:
                 f"Entity query column '{ts_col}' must be DATETIME or TIMESTAMP."
             )
         _missing_keys(names, join_keys)
-        lo, hi, _ = connection.fetch_one(conn, sql.min_max_of_query(source_from, ts_col)) or (
+        lo, hi = connection.fetch_one(conn, sql.min_max_of_query(source_from, ts_col)) or (
             None,
             None,
-            0,
         )
     table = scratch_table_name()
     columns = [(f.name, types.ddl_for_field(f)) for f in fields]

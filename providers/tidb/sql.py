@@ -292,7 +292,7 @@ def select_limit_0(source_from: str) -> Statement:
 
 def min_max_of_query(source_from: str, column: str) -> Statement:
     c = quote_identifier(column)
-    return f"SELECT MIN(q.{c}), MAX(q.{c}), COUNT(*) FROM {source_from} AS q", []
+    return f"SELECT MIN(q.{c}), MAX(q.{c}) FROM {source_from} AS q", []
 
 
 def add_column(table: str, column: str, ddl: str) -> Statement:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import uuid
 
 import pymysql
 import pytest
@@ -12,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from devstack import Redis, feast_redis_connection_string
 from tests.utils.jobs import feast, jobs_environment
-from tests.utils.tables import rows
+from tests.utils.tables import create_database, drop_database, rows
 
 
 @pytest.fixture(scope="module")
@@ -22,16 +21,7 @@ def stack(mariadb, tmp_path_factory):
     from spark_jobs import backfill, generate
 
     redis = Redis(tmp_path_factory.mktemp("serving-redis")).start()  # ours: this module stops it
-    database = f"t_{uuid.uuid4().hex[:12]}"
-    admin = pymysql.connect(
-        host="127.0.0.1",
-        port=mariadb.port,
-        user=mariadb.user,
-        password=mariadb.password,
-        autocommit=True,
-    )
-    with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{database}`")
+    database, admin = create_database(mariadb)
     models = tmp_path_factory.mktemp("models")
     with pytest.MonkeyPatch.context() as mp:
         env = jobs_environment(mariadb, database, feast_redis_connection_string(redis.url), mp)
@@ -45,11 +35,9 @@ def stack(mariadb, tmp_path_factory):
         )
         for model in ("account_takeover", "withdrawal_fraud"):
             train(model, dt.datetime.now(dt.UTC), out=models, save_dataset=False, **window)
-        yield {"env": env, "models": models, "redis": redis, "database": database, "mp": mp}
+        yield {"env": env, "models": models, "redis": redis, "database": database}
     redis.stop()
-    with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-    admin.close()
+    drop_database(admin, database)
 
 
 @pytest.fixture

@@ -441,7 +441,7 @@ def test_small_statements():
     assert sql.select_all("`t`") == "SELECT * FROM `t` AS q0"
     assert sql.select_limit_0("(SELECT 1)") == ("SELECT * FROM (SELECT 1) AS s LIMIT 0", [])
     assert sql.min_max_of_query("`t`", "ts") == (
-        "SELECT MIN(q.`ts`), MAX(q.`ts`), COUNT(*) FROM `t` AS q",
+        "SELECT MIN(q.`ts`), MAX(q.`ts`) FROM `t` AS q",
         [],
     )
     assert sql.add_column("db.t", "new col", "JSON") == (

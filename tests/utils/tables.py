@@ -33,3 +33,28 @@ def rows(conn, sql: str, params=None) -> list[tuple]:
     with conn.cursor() as cur:
         cur.execute(sql, params)
         return list(cur.fetchall())
+
+
+def create_database(mariadb) -> tuple[str, object]:
+    """A fresh, empty database on the test server; returns its name and an admin connection."""
+    import uuid
+
+    import pymysql
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = pymysql.connect(
+        host="127.0.0.1",
+        port=mariadb.port,
+        user=mariadb.user,
+        password=mariadb.password,
+        autocommit=True,
+    )
+    with admin.cursor() as cur:
+        cur.execute(f"CREATE DATABASE `{name}`")
+    return name, admin
+
+
+def drop_database(admin, name: str) -> None:
+    with admin.cursor() as cur:
+        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+    admin.close()

@@ -11,8 +11,10 @@ time.tzset()
 @pytest.fixture(scope="session")
 def spark():
     """A local SparkSession (no JDBC, no servers), in UTC like the jobs."""
-    from spark_jobs.settings import spark_session
+    from spark_jobs.settings import DEFAULT_JDBC_JAR, spark_session
 
-    session = spark_session("unit-tests", master="local[2]")
+    # The JVM is shared by the whole pytest process and jars cannot be added later: start it the way
+    # the jobs do (with the JDBC jar), or integration tests run after these would find no driver.
+    session = spark_session("unit-tests", master="local[2]", jdbc_jar=DEFAULT_JDBC_JAR)
     yield session
     session.stop()
