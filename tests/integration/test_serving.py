@@ -23,21 +23,26 @@ def stack(mariadb, tmp_path_factory):
     redis = Redis(tmp_path_factory.mktemp("serving-redis")).start()  # ours: this module stops it
     database, admin = create_database(mariadb)
     models = tmp_path_factory.mktemp("models")
-    with pytest.MonkeyPatch.context() as mp:
-        env = jobs_environment(mariadb, database, feast_redis_connection_string(redis.url), mp)
-        assert generate.main(["--users", "1500", "--days", "40", "--end", "2026-03-01"]) == 0
-        assert backfill.main(["--start", "2026-02-10", "--end", "2026-02-28", "--no-progress"]) == 0
-        feast(env, "apply")
-        feast(env, "materialize-incremental", "2026-03-02T00:00:00")
-        window = dict(
-            since=dt.datetime(2026, 2, 11, tzinfo=dt.UTC),
-            until=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
-        )
-        for model in ("account_takeover", "withdrawal_fraud"):
-            train(model, dt.datetime.now(dt.UTC), out=models, save_dataset=False, **window)
-        yield {"env": env, "models": models, "redis": redis, "database": database}
-    redis.stop()
-    drop_database(admin, database)
+    try:  # stop our Redis and drop the database even when the setup below fails
+        with pytest.MonkeyPatch.context() as mp:
+            env = jobs_environment(mariadb, database, feast_redis_connection_string(redis.url), mp)
+            assert generate.main(["--users", "1500", "--days", "40", "--end", "2026-03-01"]) == 0
+            assert (
+                backfill.main(["--start", "2026-02-10", "--end", "2026-02-28", "--no-progress"])
+                == 0
+            )
+            feast(env, "apply")
+            feast(env, "materialize-incremental", "2026-03-02T00:00:00")
+            window = dict(
+                since=dt.datetime(2026, 2, 11, tzinfo=dt.UTC),
+                until=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+            )
+            for model in ("account_takeover", "withdrawal_fraud"):
+                train(model, dt.datetime.now(dt.UTC), out=models, save_dataset=False, **window)
+            yield {"env": env, "models": models, "redis": redis, "database": database}
+    finally:
+        redis.stop()
+        drop_database(admin, database)
 
 
 @pytest.fixture
