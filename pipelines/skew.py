@@ -1,6 +1,7 @@
 """Train/serve skew: what serving logged vs what the offline store computes for the same request.
 
     python -m pipelines.skew withdrawal_fraud [--since 2026-11-01T00:00:00Z] [--until ...]
+        [--json] [--max-batch-mismatch-rate 0.0]
 
 Reads the served-feature log of the model's feature service (TiDB, written by serving through
 Feast feature logging), rebuilds each logged request as an entity row at its log time (with the
@@ -8,6 +9,11 @@ same keys and request data), retrieves the service's features point-in-time thro
 store, and reports per feature: rows compared, mismatches, mean absolute difference (numbers),
 and the age of the served values (p50, p95, max). Batch features match after a materialize;
 pushed features show their lag.
+
+Each feature is tagged with its kind: `batch` (a view over a batch source, materialized),
+`push` (a view fed by a push source) or `on_demand`. `--max-batch-mismatch-rate R` exits 3 when
+any batch feature mismatches in more than R of its rows, so an orchestrator can gate on it; push
+features are not gated, their lag is expected and reported.
 """
 
 from __future__ import annotations
@@ -37,6 +43,35 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
+def _view_kinds(store, service) -> dict[str, str]:
+    """Logged column prefix (the projection's name) -> batch | push | on_demand."""
+    from feast.data_source import PushSource
+
+    kinds = {}
+    for projection in service.feature_view_projections:
+        try:
+            view = store.get_feature_view(projection.name)
+        except Exception:  # not a plain feature view: on-demand
+            kinds[projection.name_to_use()] = "on_demand"
+            continue
+        pushed = isinstance(view.stream_source, PushSource)
+        kinds[projection.name_to_use()] = "push" if pushed else "batch"
+    return kinds
+
+
+def gate(report: pd.DataFrame, max_batch_mismatch_rate: float) -> list[str]:
+    """Batch features whose mismatch rate is above the limit, as readable lines."""
+    batch = report[(report["kind"] == "batch") & (report["rows"] > 0)]
+    rate = batch["mismatches"] / batch["rows"]
+    return [
+        f"{feature}: {m} of {n} rows mismatch ({r:.2%} > {max_batch_mismatch_rate:.2%})"
+        for feature, m, n, r in zip(
+            batch["feature"], batch["mismatches"], batch["rows"], rate, strict=True
+        )
+        if r > max_batch_mismatch_rate
+    ]
+
+
 def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
     from feast.feature_logging import FeatureServiceLoggingSource
 
@@ -61,6 +96,7 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
         return pd.DataFrame(
             columns=[
                 "feature",
+                "kind",
                 "rows",
                 "mismatches",
                 "mean_abs_diff",
@@ -79,6 +115,7 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
         entity_df=entity_df, features=refs, full_feature_names=True
     ).to_df()
     offline = offline.sort_values("__row").reset_index(drop=True)
+    kinds = _view_kinds(store, service)
     report = []
     for column in feature_columns:
         served, recomputed = logged[column].tolist(), offline[column].tolist()
@@ -97,6 +134,7 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
         report.append(
             {
                 "feature": column,
+                "kind": kinds[column.split("__", 1)[0]],
                 "rows": len(same),
                 "mismatches": len(same) - sum(same),
                 "mean_abs_diff": float(np.mean([abs(a - b) for a, b in numeric]))
@@ -131,17 +169,46 @@ def main(argv: list[str] | None = None) -> int:
         "--until", type=to_utc, default=None, help="Logged before this (default: now)."
     )
     parser.add_argument("--feature-repo", default=str(ROOT / "feature_repo"))
+    parser.add_argument(
+        "--json", action="store_true", help="Print the report as JSON records (one per feature)."
+    )
+    parser.add_argument(
+        "--max-batch-mismatch-rate",
+        type=_rate,
+        default=None,
+        help="Exit 3 when a batch feature mismatches in more than this fraction of rows (0..1).",
+    )
     args = parser.parse_args(argv)
     until = args.until or dt.datetime.now(dt.UTC)
     since = args.since or until - dt.timedelta(days=1)
+    if since >= until:
+        parser.error(f"--since {since} is not before --until {until}")
     report = skew_report(FeatureStore(repo_path=args.feature_repo), args.model, since, until)
-    with pd.option_context("display.width", 200, "display.max_rows", 200):
-        print(
-            report.to_string(index=False)
-            if len(report)
-            else f"No served {args.model} vectors logged in the window."
-        )
+    if args.json:
+        print(report.to_json(orient="records"))
+    else:
+        with pd.option_context("display.width", 200, "display.max_rows", 200):
+            print(
+                report.to_string(index=False)
+                if len(report)
+                else f"No served {args.model} vectors logged in the window."
+            )
+    if args.max_batch_mismatch_rate is not None:
+        failed = gate(report, args.max_batch_mismatch_rate)
+        for line in failed:
+            print(f"skew: {line}", file=sys.stderr)
+        return 3 if failed else 0
     return 0
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number between 0 and 1") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not between 0 and 1")
+    return value
 
 
 if __name__ == "__main__":

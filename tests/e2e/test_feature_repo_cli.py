@@ -8,17 +8,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from tests.utils.jobs import FEAST, feast
 from tests.utils.tables import rows
 
 ROOT = Path(__file__).resolve().parents[2]
 REPO = ROOT / "feature_repo"
-FEAST = str(Path(sys.executable).parent / "feast")
 
 
 @pytest.fixture
@@ -31,16 +30,6 @@ def feast_env(mariadb, database, redis_connection_string, monkeypatch):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     return {**os.environ, **env}
-
-
-def feast(env, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [FEAST, "-c", str(REPO), *args], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, (
-        f"feast {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
-    )
-    return result
 
 
 def test_events_backfill_apply_materialize_and_serve(feast_env, db, monkeypatch):
