@@ -90,8 +90,11 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
     key_columns = [f.name for f in schema if "__" not in f.name]
     statement = sql.select_logged(table, since, until)
     with connection.connect(store.config.offline_store) as conn:
-        arrays = frozenset(connection.json_columns(conn, table))  # list features are logged as JSON
-        logged = connection.query_to_arrow(conn, statement, json_columns=arrays).to_pandas()
+        if connection.table_exists(conn, table):
+            arrays = frozenset(connection.json_columns(conn, table))  # lists are logged as JSON
+            logged = connection.query_to_arrow(conn, statement, json_columns=arrays).to_pandas()
+        else:  # serving has not logged anything for this model yet
+            logged = pd.DataFrame()
     if logged.empty:
         return pd.DataFrame(
             columns=[

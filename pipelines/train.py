@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -119,22 +121,62 @@ def evaluate(scores: np.ndarray, y: np.ndarray) -> tuple[float | None, float | N
     return float(roc_auc_score(y, scores)), float(average_precision_score(y, scores)), best
 
 
-def train(
+@dataclass
+class TrainingSet:
+    """Point-in-time features and labels of one model, with where they came from."""
+
+    model: str
+    frame: pd.DataFrame  # event_timestamp, label, the features (in `features` order), keys
+    features: list[str]
+    as_of: dt.datetime
+    feature_runs: list[str]
+    saved_dataset: str | None
+
+    def save(self, directory: Path) -> Path:
+        """Parquet + meta.json (a KFP Dataset artifact's content)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        self.frame.to_parquet(directory / "training_set.parquet", index=False)
+        meta = {
+            "model": self.model,
+            "features": self.features,
+            "as_of": self.as_of.astimezone(dt.UTC).isoformat(),
+            "feature_runs": self.feature_runs,
+            "saved_dataset": self.saved_dataset,
+        }
+        (directory / "meta.json").write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path) -> TrainingSet:
+        meta = json.loads((directory / "meta.json").read_text())
+        frame = pd.read_parquet(directory / "training_set.parquet")
+        missing = [c for c in ["event_timestamp", "label", *meta["features"]] if c not in frame]
+        if missing:
+            raise TrainingError(f"{directory}: the training set lacks columns {missing}")
+        return cls(
+            model=meta["model"],
+            frame=frame,
+            features=list(meta["features"]),
+            as_of=dt.datetime.fromisoformat(meta["as_of"]),
+            feature_runs=list(meta["feature_runs"]),
+            saved_dataset=meta["saved_dataset"],
+        )
+
+
+def training_set(
     model: str,
     knowledge: dt.datetime,
     since: dt.datetime,
     until: dt.datetime,
-    out: Path,
     repo: Path = ROOT / "feature_repo",
     max_negatives: int = 50_000,
     seed: int = 7,
     save_dataset: bool = True,
-):
+) -> TrainingSet:
+    """Labelled events joined point-in-time with the model's features, as of `knowledge`."""
     from feast import FeatureStore
 
     from providers.tidb import SavedDatasetTiDBStorage, as_of, connection
-    from serving.model import LinearModel, Metrics
-    from spark_jobs.runs import code_version
 
     store = FeatureStore(repo_path=str(repo))
     refs = model_features(store, model)
@@ -148,23 +190,15 @@ def train(
         )
     with as_of(knowledge):
         job = store.get_historical_features(entity_df=rows, features=refs)
-    training = job.to_df().sort_values("event_timestamp").reset_index(drop=True)
-    names = [ref.split(":", 1)[1] for ref in refs]
-    x = training[names].apply(pd.to_numeric, errors="coerce").astype(float).fillna(0.0).to_numpy()
-    y = training["label"].to_numpy()
-    cut = int(len(training) * 0.75)
-    mean, scale, coef, intercept = fit(x[:cut], y[:cut], seed)
-    draft = dict(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept)
-    val_scores = 1.0 / (1.0 + np.exp(-(((x[cut:] - mean) / scale) @ coef + intercept)))
-    roc, pr, threshold = evaluate(val_scores, y[cut:])
-    version = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    frame = job.to_df().sort_values("event_timestamp").reset_index(drop=True)
     dataset = None
     if save_dataset:
-        dataset = f"{model}_training_{version}"
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        dataset = f"{model}_training_{stamp}"
         store.create_saved_dataset(
             from_=job,
             name=dataset,
-            storage=SavedDatasetTiDBStorage(table_ref=f"training_{model}_{version}".lower()),
+            storage=SavedDatasetTiDBStorage(table_ref=f"training_{model}_{stamp}".lower()),
         )
     with connection.connect(store.config.offline_store) as conn, conn.cursor() as cur:
         cur.execute(
@@ -172,15 +206,48 @@ def train(
             (knowledge.astimezone(dt.UTC).replace(tzinfo=None),),
         )
         runs = [r[0] for r in cur.fetchall()]
-    artefact = LinearModel(
+    return TrainingSet(
         model=model,
-        version=version,
-        feature_service=model,
-        features=names,
-        threshold=threshold,
-        as_of=knowledge.astimezone(dt.UTC).isoformat(),
+        frame=frame,
+        features=[ref.split(":", 1)[1] for ref in refs],
+        as_of=knowledge,
         feature_runs=runs,
         saved_dataset=dataset,
+    )
+
+
+def fit_model(data: TrainingSet, seed: int = 7):
+    """A logistic regression on the earlier 75% of events, validated on the rest: the artefact."""
+    from serving.model import LinearModel, Metrics
+    from spark_jobs.runs import code_version
+
+    training = data.frame
+    x = (
+        training[data.features]
+        .apply(pd.to_numeric, errors="coerce")
+        .astype(float)
+        .fillna(0.0)
+        .to_numpy()
+    )
+    y = training["label"].to_numpy().astype(int)
+    cut = int(len(training) * 0.75)
+    if y[:cut].sum() < 1 or y[:cut].sum() == cut:
+        raise TrainingError(
+            f"The earlier 75% of the {data.model} training set has a single class; widen the window."
+        )
+    mean, scale, coef, intercept = fit(x[:cut], y[:cut], seed)
+    draft = dict(mean=mean.tolist(), scale=scale.tolist(), coef=coef.tolist(), intercept=intercept)
+    val_scores = 1.0 / (1.0 + np.exp(-(((x[cut:] - mean) / scale) @ coef + intercept)))
+    roc, pr, threshold = evaluate(val_scores, y[cut:])
+    return LinearModel(
+        model=data.model,
+        version=dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ"),
+        feature_service=data.model,
+        features=data.features,
+        threshold=threshold,
+        as_of=data.as_of.astimezone(dt.UTC).isoformat(),
+        feature_runs=data.feature_runs,
+        saved_dataset=data.saved_dataset,
         code_version=code_version(),
         trained_at=dt.datetime.now(dt.UTC).isoformat(),
         metrics=Metrics(
@@ -193,9 +260,29 @@ def train(
         ),
         **draft,
     )
-    path = artefact.save(out / model / version / "model.json")
-    artefact.save(out / model / "current.json")  # what serving loads by default
-    return artefact, path
+
+
+def save_artefact(artefact, out: Path) -> Path:
+    """<out>/<model>/<version>/model.json, and <out>/<model>/current.json (what serving loads)."""
+    path = artefact.save(out / artefact.model / artefact.version / "model.json")
+    artefact.save(out / artefact.model / "current.json")
+    return path
+
+
+def train(
+    model: str,
+    knowledge: dt.datetime,
+    since: dt.datetime,
+    until: dt.datetime,
+    out: Path,
+    repo: Path = ROOT / "feature_repo",
+    max_negatives: int = 50_000,
+    seed: int = 7,
+    save_dataset: bool = True,
+):
+    data = training_set(model, knowledge, since, until, repo, max_negatives, seed, save_dataset)
+    artefact = fit_model(data, seed)
+    return artefact, save_artefact(artefact, out)
 
 
 def _when(text: str) -> dt.datetime:

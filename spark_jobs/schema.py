@@ -10,6 +10,10 @@ Column types keep to what TiDB, MySQL 8 and MariaDB share. Timestamps are DATETI
 
 from __future__ import annotations
 
+import argparse
+import sys
+import time
+
 RAW_TABLES = {
     "logins": """
         login_id BIGINT NOT NULL PRIMARY KEY,
@@ -172,3 +176,67 @@ def ensure_schema(db) -> None:
                     f"Table {db.database}.{table} exists without the column(s) {missing} this version writes. "
                     f"Migrate it (ALTER TABLE ... ADD COLUMN), or, for local data, drop it and run again."
                 )
+
+
+def create_database(db) -> None:
+    """CREATE DATABASE IF NOT EXISTS for the configured database (connects without one)."""
+    from providers.tidb import connection, sql
+
+    server = db.offline_store_config().model_copy(update={"database": None})
+    with connection.connect(server) as conn:
+        connection.execute(conn, sql.create_database(db.database))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m spark_jobs.schema [--create-database]`: the platform's tables, idempotently.
+
+    Run once per environment before `feast apply` (the compose `init` service and the Kubernetes
+    `feast-apply` Job do). Settings come from TIDB_*.
+    """
+    import pymysql
+
+    from spark_jobs.settings import Database, SettingsError
+
+    parser = argparse.ArgumentParser(prog="python -m spark_jobs.schema", description=main.__doc__)
+    parser.add_argument(
+        "--create-database",
+        action="store_true",
+        help="Create TIDB_DATABASE first when it does not exist (needs the CREATE privilege).",
+    )
+    parser.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=0.0,
+        help="Retry connecting this long while TiDB starts (compose, Kubernetes init).",
+    )
+    args = parser.parse_args(argv)
+    if args.wait_seconds < 0:
+        parser.error("--wait-seconds must be >= 0")
+    import providers.tidb  # noqa: F401 - loads Feast (seconds): not part of the wait
+
+    try:
+        db = Database.from_env()
+        deadline = time.monotonic() + args.wait_seconds
+        while True:
+            try:
+                if args.create_database:
+                    create_database(db)
+                ensure_schema(db)
+                break
+            except pymysql.err.OperationalError as exc:  # not up yet: connection refused
+                if time.monotonic() >= deadline:
+                    raise
+                print(f"waiting for TiDB at {db.host}:{db.port}: {exc}", file=sys.stderr)
+                time.sleep(2)
+    except (SettingsError, SchemaMismatch) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except pymysql.err.MySQLError as exc:
+        print(f"error: TiDB at {db.host}:{db.port} refused: {exc}", file=sys.stderr)
+        return 1
+    print(f"Schema ready in {db.database}: {len(ALL_TABLES)} tables.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -102,13 +102,21 @@ def positive_int(text: str) -> int:
     return int(text)
 
 
-def iso_date(text: str):
+def iso_date(text: str, today=None):
+    """A UTC day: 2026-01-31, or `today` / `yesterday` (UTC) for scheduled runs that cannot
+    template dates (a ScheduledSparkApplication, a CronJob)."""
     import datetime as dt
 
+    today = today or dt.datetime.now(dt.UTC).date()
+    relative = {"today": today, "yesterday": today - dt.timedelta(days=1)}
+    if text in relative:
+        return relative[text]
     try:
         return dt.date.fromisoformat(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-01-31") from exc
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date like 2026-01-31 (or today, yesterday)"
+        ) from exc
 
 
 def job_parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
@@ -134,7 +142,8 @@ def add_spark_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--master",
         default=os.environ.get("SPARK_MASTER", "local[*]"),
-        help="Spark master URL (default: local[*], or $SPARK_MASTER).",
+        help="Spark master URL (default: local[*], or $SPARK_MASTER). `submit` keeps the master "
+        "spark-submit was given (the Spark Operator's SparkApplication).",
     )
     group.add_argument(
         "--conf",
@@ -176,10 +185,11 @@ def spark_session(
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
         # JDBC converts timestamps in the JVM's default zone: UTC, appended to the user's options.
         conf[key] = " ".join(filter(None, [conf.get(key, ""), "-Duser.timezone=UTC"]))
+    builder = SparkSession.builder.appName(app)
+    if master != "submit":  # under spark-submit (Spark Operator) the master is already set
+        builder = builder.master(master)
     builder = (
-        SparkSession.builder.appName(app)
-        .master(master)
-        .config("spark.sql.session.timeZone", "UTC")
+        builder.config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.adaptive.enabled", "true")
     )

@@ -295,6 +295,10 @@ def min_max_of_query(source_from: str, column: str) -> Statement:
     return f"SELECT MIN(q.{c}), MAX(q.{c}) FROM {source_from} AS q", []
 
 
+def create_database(name: str) -> Statement:
+    return f"CREATE DATABASE IF NOT EXISTS {quote_identifier(name)}", []
+
+
 def add_column(table: str, column: str, ddl: str) -> Statement:
     return f"ALTER TABLE {quote_table(table)} ADD COLUMN {quote_identifier(column)} {ddl}", []
 

@@ -284,7 +284,7 @@ def test_backfill_rejects_bad_flags(capsys):
 
     for argv, message in [
         (["--start", "2026-02-10", "--end", "2026-02-01"], "before --start"),
-        (["--start", "yesterday", "--end", "2026-02-01"], "not a date"),
+        (["--start", "last-week", "--end", "2026-02-01"], "not a date"),
         (
             ["--start", "2026-02-01", "--end", "2026-02-02", "--features", "nope"],
             "unknown feature set",

@@ -23,7 +23,7 @@ def trained_history(mariadb, database, redis_connection_string, monkeypatch):
     return env
 
 
-def test_train_withdrawal_fraud(trained_history, db, tmp_path):
+def test_train_withdrawal_fraud(trained_history, db, tmp_path, redis_server):
     from pipelines.train import TrainingError, model_features, train
     from serving.model import LinearModel
 
@@ -52,14 +52,33 @@ def test_train_withdrawal_fraud(trained_history, db, tmp_path):
         and m.roc_auc is not None
         and m.roc_auc > 0.6
     )
-    table = f"training_withdrawal_fraud_{model.version}".lower()
+    table = store.get_saved_dataset(model.saved_dataset).storage.table_ref
+    assert table.startswith("training_withdrawal_fraud_")
     assert rows(db, f"SELECT COUNT(*) FROM `{table}`")[0][0] == m.training_rows + m.validation_rows
-    assert store.get_saved_dataset(model.saved_dataset).storage.table_ref == table
 
     again, _ = train("withdrawal_fraud", knowledge, out=tmp_path, save_dataset=False, **window)
     assert (
         again.coef == pytest.approx(model.coef) and again.threshold == model.threshold
     )  # reproducible
+
+    # The Kubeflow steps (a training set as a directory, then training from it) give the same model.
+    from pipelines.kubeflow import steps
+
+    as_of = knowledge.isoformat()
+    built = tmp_path / "dataset"
+    assert steps.main(["build-training-set", "--model", "withdrawal_fraud", "--as-of", as_of,
+                       "--since", "2026-02-11T00:00:00Z", "--until", "2026-02-28T00:00:00Z",
+                       "--out", str(built)]) == 0  # fmt: skip
+    assert steps.main(["train", "--training-set", str(built), "--out", str(tmp_path / "kfp")]) == 0
+    from_steps = LinearModel.load(tmp_path / "kfp" / "withdrawal_fraud" / "current.json")
+    assert from_steps.coef == pytest.approx(model.coef) and from_steps.features == model.features
+    assert from_steps.as_of == model.as_of and from_steps.feature_runs == model.feature_runs
+    assert from_steps.saved_dataset and from_steps.saved_dataset != model.saved_dataset
+    import redis
+
+    assert redis.Redis.from_url(redis_server.url).dbsize() == 0
+    assert steps.main(["materialize", "--until", "2026-03-01T00:00:00Z"]) == 0
+    assert redis.Redis.from_url(redis_server.url).dbsize() > 0
 
     with pytest.raises(TrainingError, match="positive withdrawal_fraud labels"):
         train("withdrawal_fraud", dt.datetime(2026, 2, 1, tzinfo=dt.UTC), out=tmp_path, **window)

@@ -1,0 +1,92 @@
+"""The platform side of the Kubeflow components: each step is a command of the platform image.
+
+    python -m pipelines.kubeflow.steps build-training-set --model M --as-of T --since S --until U --out DIR
+    python -m pipelines.kubeflow.steps train --training-set DIR --out DIR
+    python -m pipelines.kubeflow.steps materialize --until T
+
+A training set is a directory (training_set.parquet + meta.json: features, as_of, feature runs,
+saved dataset): the content of a KFP Dataset artifact. `train` writes the model artefact
+(serving/model.py, JSON) into the Model artifact's directory, as `<model>/current.json`.
+Settings come from TIDB_* and REDIS_CONNECTION_STRING, as everywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from pathlib import Path
+
+from pipelines.train import MODELS, ROOT, TrainingError, TrainingSet, _when
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.kubeflow.steps", description=__doc__)
+    parser.add_argument("--feature-repo", type=Path, default=ROOT / "feature_repo")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    build = commands.add_parser("build-training-set", help="point-in-time training set, as_of")
+    build.add_argument("--model", choices=MODELS, required=True)
+    build.add_argument("--as-of", type=_when, required=True)
+    build.add_argument("--since", type=_when, required=True)
+    build.add_argument("--until", type=_when, required=True)
+    build.add_argument("--max-negatives", type=_positive, default=50_000)
+    build.add_argument("--out", type=Path, required=True)
+
+    fit = commands.add_parser("train", help="fit and validate a model on a training set")
+    fit.add_argument("--training-set", type=Path, required=True)
+    fit.add_argument("--out", type=Path, required=True)
+
+    mat = commands.add_parser("materialize", help="feast materialize-incremental up to --until")
+    mat.add_argument("--until", type=_when, required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "build-training-set":
+            if args.since >= args.until:
+                parser.error(f"--since {args.since} is not before --until {args.until}")
+            from pipelines.train import training_set
+
+            data = training_set(
+                args.model,
+                args.as_of,
+                args.since,
+                args.until,
+                repo=args.feature_repo,
+                max_negatives=args.max_negatives,
+            )
+            data.save(args.out)
+            print(f"{len(data.frame)} rows, {len(data.features)} features -> {args.out}")
+        elif args.command == "train":
+            from pipelines.train import fit_model, save_artefact
+
+            artefact = fit_model(TrainingSet.load(args.training_set))
+            path = save_artefact(artefact, args.out)
+            print(
+                f"{artefact.model} {artefact.version}: ROC AUC {artefact.metrics.roc_auc} -> {path}"
+            )
+        else:
+            from feast import FeatureStore
+
+            until = args.until.astimezone(dt.UTC)
+            FeatureStore(repo_path=str(args.feature_repo)).materialize_incremental(until)
+            print(f"materialized up to {args.until.isoformat()}")
+    except (TrainingError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
