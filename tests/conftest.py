@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from pathlib import Path
@@ -11,6 +12,14 @@ import pytest
 from devstack import MariaDB, Redis, feast_redis_connection_string
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# The orchestrator suites run in their own environments (`make test-orchestration`: .venv-airflow,
+# .venv-kfp); an environment without the orchestrator leaves its suite out.
+collect_ignore = [
+    suite
+    for suite, module in (("airflow", "airflow"), ("kubeflow", "kfp"))
+    if importlib.util.find_spec(module) is None
+]
 
 
 def pytest_collection_modifyitems(items):

@@ -1,0 +1,147 @@
+"""FeaturePlatformHook: the connection settings of the platform, and running its commands.
+
+An Airflow connection of type `feature_platform` holds the TiDB settings (host, port, login,
+password, schema = database) and, in its extras:
+
+- `redis_connection_string`: Feast's Redis connection string (`host:port[,password=...]`);
+- `python`: the interpreter of the platform's environment (default: the worker's own);
+- `feature_repo`: the Feast repo directory (default: the one shipped with the package);
+- `spark_master`: Spark master for the jobs (default: `local[*]`);
+- `env`: further environment variables for the commands, as a JSON object.
+
+The hook turns those into the environment the platform reads everywhere (TIDB_*,
+REDIS_CONNECTION_STRING, SPARK_MASTER) and runs commands as subprocesses, streaming their output
+to the task log. Nothing is passed through a shell.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import BaseHook
+from airflow.sdk.exceptions import AirflowException
+
+DEFAULT_FEATURE_REPO = str(Path(__file__).resolve().parents[2] / "feature_repo")
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    argv: list[str]
+    returncode: int
+    output: str
+
+
+class FeaturePlatformHook(BaseHook):
+    conn_name_attr = "platform_conn_id"
+    default_conn_name = "feature_platform_default"
+    conn_type = "feature_platform"
+    hook_name = "Feature platform (Feast on TiDB)"
+
+    def __init__(self, platform_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.platform_conn_id = platform_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": [],
+            "relabeling": {"schema": "Database", "login": "User"},
+            "placeholders": {
+                "host": "tidb.example.internal",
+                "port": "4000",
+                "schema": "fraud",
+                "extra": '{"redis_connection_string": "redis:6379", "python": "/opt/platform/bin/python"}',
+            },
+        }
+
+    def environment(self) -> dict[str, str]:
+        """The platform's settings from the connection; missing ones say what to set."""
+        conn = self.get_connection(self.platform_conn_id)
+        extra = conn.extra_dejson
+        missing = [
+            name
+            for name, value in (
+                ("host", conn.host),
+                ("login", conn.login),
+                ("schema (the database)", conn.schema),
+                ("extra.redis_connection_string", extra.get("redis_connection_string")),
+            )
+            if not value
+        ]
+        if missing:
+            raise AirflowException(
+                f"Connection {self.platform_conn_id!r} lacks {', '.join(missing)}. "
+                "Set them in the connection (type feature_platform)."
+            )
+        more = extra.get("env", {})
+        if not isinstance(more, dict):
+            raise AirflowException(
+                f"Connection {self.platform_conn_id!r}: extra.env must be a JSON object"
+            )
+        return {
+            "TIDB_HOST": conn.host,
+            "TIDB_PORT": str(conn.port or 4000),
+            "TIDB_USER": conn.login,
+            "TIDB_PASSWORD": conn.password or "",
+            "TIDB_DATABASE": conn.schema,
+            "REDIS_CONNECTION_STRING": extra["redis_connection_string"],
+            "SPARK_MASTER": extra.get("spark_master", "local[*]"),
+            **{str(k): str(v) for k, v in more.items()},
+        }
+
+    def _extra(self) -> dict[str, Any]:
+        return self.get_connection(self.platform_conn_id).extra_dejson
+
+    @property
+    def python(self) -> str:
+        return self._extra().get("python") or sys.executable
+
+    @property
+    def feature_repo(self) -> str:
+        return self._extra().get("feature_repo") or DEFAULT_FEATURE_REPO
+
+    def feast(self, *args: str, ok_codes: Iterable[int] = (0,)) -> CommandResult:
+        """The stock feast CLI against the feature repo."""
+        feast = str(Path(self.python).parent / "feast")
+        return self.run([feast, "-c", self.feature_repo, *args], ok_codes=ok_codes)
+
+    def module(self, module: str, *args: str, ok_codes: Iterable[int] = (0,)) -> CommandResult:
+        """`python -m <module> args...` in the platform's environment."""
+        return self.run([self.python, "-m", module, *args], ok_codes=ok_codes)
+
+    def run(self, argv: Sequence[str], *, ok_codes: Iterable[int] = (0,)) -> CommandResult:
+        """Run argv with the platform's environment, log its output line by line, and raise
+        AirflowException (with the last lines) when it exits with a code not in ok_codes."""
+        argv = [str(a) for a in argv]
+        env = {**os.environ, **self.environment()}
+        self.log.info("Running: %s", " ".join(argv))
+        tail: deque[str] = deque(maxlen=40)
+        lines: list[str] = []
+        with subprocess.Popen(
+            argv,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                line = line.rstrip("\n")
+                self.log.info("%s", line)
+                tail.append(line)
+                lines.append(line)
+            returncode = process.wait()
+        if returncode not in set(ok_codes):
+            raise AirflowException(
+                f"{' '.join(argv[:3])} ... exited with {returncode}. Last lines:\n"
+                + "\n".join(tail)
+            )
+        return CommandResult(argv=argv, returncode=returncode, output="\n".join(lines))

@@ -1,0 +1,339 @@
+"""k8s/: every overlay rendered with the real kustomize, validated against the Kubernetes OpenAPI
+schemas (strict, offline), custom resources against their operators' schemas where published,
+and the platform's invariants checked on what would be applied."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from tests.deploy.conftest import ROOT, tool
+
+K8S_VERSION = "1.30.0"
+CUSTOM_KINDS = {"TidbCluster", "SparkApplication", "ScheduledSparkApplication"}
+PLATFORM_IMAGE = re.compile(r"(^|/)(fraud-feature-platform|feature-platform):[\w.-]+$")
+SECRET_NAME = re.compile(r"PASSWORD|SECRET|TOKEN|CREDENTIAL|PRIVATE", re.I)
+
+
+def pod_specs(docs):
+    """(owner, pod spec) of every workload, CronJobs unwrapped."""
+    for d in docs:
+        kind, spec = d["kind"], d.get("spec", {})
+        if kind in ("Deployment", "StatefulSet", "Job"):
+            yield f"{kind}/{d['metadata']['name']}", spec["template"]["spec"]
+        elif kind == "CronJob":
+            yield (
+                f"CronJob/{d['metadata']['name']}",
+                spec["jobTemplate"]["spec"]["template"]["spec"],
+            )
+
+
+def containers(spec):
+    return spec.get("initContainers", []) + spec["containers"]
+
+
+def spark_apps(docs):
+    """(name, SparkApplication spec) of SparkApplications and ScheduledSparkApplication templates."""
+    for d in docs:
+        if d["kind"] == "SparkApplication":
+            yield d["metadata"]["name"], d["spec"]
+        elif d["kind"] == "ScheduledSparkApplication":
+            yield d["metadata"]["name"], d["spec"]["template"]
+
+
+def config_map(docs, name):
+    (found,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == name]
+    return found["data"]
+
+
+def env_names(container, docs) -> set[str]:
+    names = {e["name"] for e in container.get("env", [])}
+    for source in container.get("envFrom", []):
+        names |= set(config_map(docs, source["configMapRef"]["name"]))
+    return names
+
+
+def feature_store_vars() -> set[str]:
+    return set(
+        re.findall(r"\$\{(\w+)\}", (ROOT / "feature_repo" / "feature_store.yaml").read_text())
+    )
+
+
+def test_every_builtin_resource_is_valid_against_the_kubernetes_schemas(overlay):
+    name, docs = overlay
+    kinds = set()
+    for d in docs:
+        kinds.add(d["kind"])
+        try:
+            kubernetes_validate.validate(d, K8S_VERSION, strict=True)
+        except kubernetes_validate.SchemaNotFoundError:
+            assert d["kind"] in CUSTOM_KINDS, f"{name}: no schema for {d['kind']}"
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(
+                f"{name}: {d['kind']}/{d['metadata']['name']}: {exc.message} at {list(exc.path)}"
+            )
+    assert {
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+        "StatefulSet",
+        "Job",
+        "CronJob",
+        "ConfigMap",
+        "NetworkPolicy",
+        "ScheduledSparkApplication",
+    } <= kinds
+
+
+def test_the_validator_rejects_a_broken_manifest():
+    """The check above can fail: a wrong type and an unknown field are reported."""
+    deployment = next(yaml.safe_load_all((ROOT / "k8s" / "base" / "serving.yaml").read_text()))
+    deployment["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+    deployment["spec"]["replicas"] = 2
+    deployment["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, K8S_VERSION, strict=True)
+
+
+def validate_crds(node, docs) -> list[dict]:
+    result = subprocess.run(
+        [node, str(ROOT / "deploy-tools" / "validate-crds.mjs")],
+        input=yaml.safe_dump_all(docs),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT / "deploy-tools",
+    )
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_tidb_cluster_is_valid_against_tidb_operators_schema(rendered, node):
+    checked = validate_crds(node, rendered["prod"])
+    assert checked == [{"kind": "TidbCluster", "name": "fraud", "valid": True, "errors": ""}]
+    broken = [d for d in rendered["prod"] if d["kind"] == "TidbCluster"]
+    broken[0]["spec"]["tikv"]["replicas"] = "three"
+    (result,) = validate_crds(node, broken)
+    assert not result["valid"] and "replicas" in result["errors"]
+
+
+def test_prod_reaches_tidb_through_the_operators_service(rendered):
+    docs = rendered["prod"]
+    (cluster,) = [d for d in docs if d["kind"] == "TidbCluster"]
+    assert config_map(docs, "platform-env")["TIDB_HOST"] == f"{cluster['metadata']['name']}-tidb"
+    local = rendered["local"]
+    services = {d["metadata"]["name"] for d in local if d["kind"] == "Service"}
+    assert config_map(local, "platform-env")["TIDB_HOST"] in services
+
+
+def test_spark_applications_run_the_backfill_with_arguments_it_accepts(overlay):
+    """No published schema for the Spark Operator's CRDs is available offline: check the fields the
+    v1beta2 CRD requires, and parse the arguments with the job's own parser."""
+    from spark_jobs.backfill import parse_args
+
+    name, docs = overlay
+    apps = dict(spark_apps(docs))
+    assert "batch-features" in apps and (name != "prod-backfill" or "backfill" in apps)
+    for app, spec in apps.items():
+        assert spec["type"] == "Python" and spec["mode"] == "cluster" and spec["sparkVersion"]
+        main = spec["mainApplicationFile"]
+        assert main.startswith("local:///opt/platform/lib/python3.11/site-packages/")
+        assert (ROOT / main.split("site-packages/", 1)[1]).is_file(), main
+        args = parse_args(spec["arguments"])
+        assert args.master == "submit", f"{app}: the operator's master must be kept"
+        assert spec["driver"]["serviceAccount"] == "spark"
+        for role in ("driver", "executor"):
+            part = spec[role]
+            assert part["cores"] >= 1 and re.fullmatch(r"\d+[mg]", part["memory"]), (app, role)
+            assert part["securityContext"]["runAsNonRoot"] is True
+            assert part["securityContext"]["allowPrivilegeEscalation"] is False
+            assert {"TIDB_USER", "TIDB_PASSWORD"} <= {e["name"] for e in part["env"]}
+        assert PLATFORM_IMAGE.search(spec["image"]), spec["image"]
+        assert "mariadb-java-client.jar" in spec["sparkConf"]["spark.jars"]
+
+
+def test_images_are_pinned(overlay):
+    name, docs = overlay
+    images = [c["image"] for _, spec in pod_specs(docs) for c in containers(spec)]
+    images += [spec["image"] for _, spec in spark_apps(docs)]
+    for d in docs:
+        if d["kind"] == "TidbCluster":
+            images.append(f"pingcap/tidb:{d['spec']['version']}")
+            images.append(d["spec"]["helper"]["image"])
+    assert images
+    for image in images:
+        repo, _, tag = image.rpartition(":")
+        assert repo and "/" not in tag and tag and tag != "latest", (
+            f"{name}: {image} has no fixed tag"
+        )
+    if name.startswith("prod"):
+        assert all(i.startswith("registry.example.com/") for i in images if "platform" in i)
+
+
+def test_every_container_has_limits_and_runs_locked_down(overlay):
+    name, docs = overlay
+    for owner, spec in pod_specs(docs):
+        pod_context = spec.get("securityContext", {})
+        assert pod_context.get("runAsNonRoot") is True, f"{name}: {owner} may run as root"
+        assert pod_context.get("seccompProfile", {}).get("type") == "RuntimeDefault", owner
+        assert spec.get("automountServiceAccountToken") is False, f"{owner} mounts an API token"
+        for c in containers(spec):
+            where = f"{name}: {owner}/{c['name']}"
+            for bound in ("requests", "limits"):
+                assert {"cpu", "memory"} <= set(c.get("resources", {}).get(bound, {})), (
+                    f"{where}: no {bound}"
+                )
+            context = c.get("securityContext", {})
+            assert context.get("allowPrivilegeEscalation") is False, where
+            assert context.get("readOnlyRootFilesystem") is True, where
+            assert context.get("capabilities", {}).get("drop") == ["ALL"], where
+
+
+def test_long_running_workloads_have_probes_on_real_routes(overlay):
+    from serving.app import create_app
+    from serving.settings import Settings
+
+    name, docs = overlay
+    routes = {r.path for r in create_app(Settings()).routes}
+    for owner, spec in pod_specs(docs):
+        if not owner.startswith(("Deployment", "StatefulSet")):
+            continue
+        for c in spec["containers"]:
+            assert c.get("readinessProbe") and c.get("livenessProbe"), (
+                f"{name}: {owner}/{c['name']}"
+            )
+    (serving,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "serving"
+    ]
+    (c,) = serving["spec"]["template"]["spec"]["containers"]
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz" in routes
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz" in routes
+
+
+def test_no_plaintext_secrets(overlay):
+    name, docs = overlay
+    assert not [d for d in docs if d["kind"] == "Secret"], f"{name} renders a Secret"
+    for owner, spec in pod_specs(docs):
+        for c in containers(spec):
+            for e in c.get("env", []):
+                if SECRET_NAME.search(e["name"]):
+                    assert "value" not in e and "secretKeyRef" in e.get("valueFrom", {}), (
+                        f"{name}: {owner}/{c['name']} sets {e['name']} in plain text"
+                    )
+    for d in docs:
+        if d["kind"] == "ConfigMap":
+            assert not [k for k in d["data"] if SECRET_NAME.search(k)], d["metadata"]["name"]
+
+
+def test_platform_containers_get_every_setting_the_code_reads(overlay):
+    name, docs = overlay
+    needed = feature_store_vars()
+    assert needed == {
+        "TIDB_HOST",
+        "TIDB_PORT",
+        "TIDB_USER",
+        "TIDB_PASSWORD",
+        "TIDB_DATABASE",
+        "REDIS_CONNECTION_STRING",
+    }
+    seen = 0
+    for owner, spec in pod_specs(docs):
+        for c in containers(spec):
+            if not PLATFORM_IMAGE.search(c["image"]):
+                continue
+            seen += 1
+            has = env_names(c, docs)
+            wants = (
+                {"TIDB_HOST", "TIDB_USER", "TIDB_DATABASE"}
+                if "spark_jobs.schema" in c["args"]
+                else needed
+            )
+            assert wants <= has, f"{name}: {owner}/{c['name']} lacks {sorted(wants - has)}"
+    for app, spec in spark_apps(docs):
+        assert needed <= env_names(spec["driver"], docs), app
+    assert seen >= 4
+
+
+def test_the_rendered_configuration_loads_in_feast_and_serving(overlay, monkeypatch, tmp_path):
+    """feature_store.yaml from the ConfigMap, with the ConfigMap's env and stand-in secrets, is a
+    valid Feast config for our offline store; the SERVING_* values are valid serving settings."""
+    from feast.repo_config import load_repo_config
+
+    from serving.settings import Settings
+
+    name, docs = overlay
+    text = config_map(docs, "feature-store")["feature_store.yaml"]
+    assert text == (ROOT / "feature_repo" / "feature_store.yaml").read_text(), (
+        "k8s/base/feature_store.yaml differs from feature_repo/feature_store.yaml: copy it over"
+    )
+    env = config_map(docs, "platform-env")
+    for key, value in {
+        **env,
+        "TIDB_USER": "u",
+        "TIDB_PASSWORD": "p",
+        "REDIS_CONNECTION_STRING": "redis:6379",
+    }.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "feature_store.yaml").write_text(text)
+    config = load_repo_config(tmp_path, tmp_path / "feature_store.yaml")
+    assert config.offline_store.host == env["TIDB_HOST"] and config.offline_store.port == int(
+        env["TIDB_PORT"]
+    )
+    settings = Settings()
+    (serving,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "serving"
+    ]
+    (c,) = serving["spec"]["template"]["spec"]["containers"]
+    assert c["ports"] == [{"name": "http", "containerPort": settings.port}]
+    mounts = {m["mountPath"] for m in c["volumeMounts"]}
+    assert (
+        str(settings.models_dir) in mounts
+        and str(settings.feature_repo / "feature_store.yaml") in mounts
+    )
+
+
+def test_service_hpa_pdb_and_network_policy_point_at_serving(overlay):
+    name, docs = overlay
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    pod = by["Deployment", "serving"]["spec"]["template"]["metadata"]["labels"]
+    service = by["Service", "serving"]["spec"]
+    assert (
+        service["selector"].items() <= pod.items() and service["ports"][0]["targetPort"] == "http"
+    )
+    assert by["HorizontalPodAutoscaler", "serving"]["spec"]["scaleTargetRef"]["name"] == "serving"
+    pdb = by["PodDisruptionBudget", "serving"]["spec"]
+    assert pdb["selector"]["matchLabels"].items() <= pod.items()
+    assert (
+        pdb["minAvailable"] < by["HorizontalPodAutoscaler", "serving"]["spec"]["minReplicas"]
+        or name == "local"
+    )
+    ingress = by["NetworkPolicy", "serving-ingress"]["spec"]
+    assert ingress["podSelector"]["matchLabels"].items() <= pod.items()
+    assert ingress["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
+    deny = by["NetworkPolicy", "default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"}
+
+
+def test_jobs_run_the_stock_feast_commands(rendered):
+    docs = rendered["prod"]
+    by = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    job = by["Job", "feast-apply"]["spec"]["template"]["spec"]
+    assert job["containers"][0]["args"] == ["feast", "-c", "/app/feature_repo", "apply"]
+    assert job["initContainers"][0]["args"][:3] == ["python", "-m", "spark_jobs.schema"]
+    cron = by["CronJob", "materialize-incremental"]["spec"]
+    assert cron["concurrencyPolicy"] == "Forbid"
+    (c,) = cron["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    assert "feast -c /app/feature_repo materialize-incremental" in c["args"][-1]
+
+
+def test_kustomize_is_the_real_binary():
+    out = subprocess.run([tool("kustomize"), "version"], capture_output=True, text=True, timeout=30)
+    assert "kustomize/v4.5.4" in out.stdout
