@@ -42,6 +42,7 @@ ENV PATH=/opt/platform/bin:$PATH \
     SERVING_HOST=0.0.0.0 \
     SERVING_PORT=8000 \
     SERVING_FEATURE_REPO=/app/feature_repo \
+    FEATURE_REPO=/app/feature_repo \
     SERVING_MODELS_DIR=/models
 USER 10001:10001
 EXPOSE 8000

@@ -23,11 +23,14 @@ case "${1:-}" in
   executor)
     shift
     : "${SPARK_DRIVER_URL:?set by Spark on Kubernetes}" "${SPARK_EXECUTOR_ID:?}" "${SPARK_APPLICATION_ID:?}"
+    # Spark passes the executor's JVM options (its Java module --add-opens flags first, then
+    # spark.executor.extraJavaOptions) as SPARK_JAVA_OPT_0..N: all of them, in order.
+    readarray -t java_opts < <(env | grep '^SPARK_JAVA_OPT_' | sort -t_ -k4 -n | sed 's/^[^=]*=//')
     exec java \
       "-Xms${SPARK_EXECUTOR_MEMORY:-1g}" "-Xmx${SPARK_EXECUTOR_MEMORY:-1g}" \
-      ${SPARK_JAVA_OPT_0:+"$SPARK_JAVA_OPT_0"} \
+      "${java_opts[@]}" \
       -Duser.timezone=UTC \
-      -cp "$SPARK_HOME/conf:$SPARK_HOME/jars/*:${SPARK_EXTRA_CLASSPATH:-/usr/share/java/mariadb-java-client.jar}" \
+      -cp "$SPARK_HOME/conf:$SPARK_HOME/jars/*:${SPARK_CLASSPATH:+$SPARK_CLASSPATH:}${SPARK_EXTRA_CLASSPATH:-/usr/share/java/mariadb-java-client.jar}" \
       org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend \
       --driver-url "$SPARK_DRIVER_URL" \
       --executor-id "$SPARK_EXECUTOR_ID" \

@@ -22,13 +22,10 @@ import argparse
 import datetime as dt
 import math
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -171,7 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--until", type=to_utc, default=None, help="Logged before this (default: now)."
     )
-    parser.add_argument("--feature-repo", default=str(ROOT / "feature_repo"))
+    parser.add_argument(
+        "--feature-repo",
+        default=None,
+        help="Feast repo (default: $FEATURE_REPO or ./feature_repo).",
+    )
     parser.add_argument(
         "--json", action="store_true", help="Print the report as JSON records (one per feature)."
     )
@@ -186,7 +187,10 @@ def main(argv: list[str] | None = None) -> int:
     since = args.since or until - dt.timedelta(days=1)
     if since >= until:
         parser.error(f"--since {since} is not before --until {until}")
-    report = skew_report(FeatureStore(repo_path=args.feature_repo), args.model, since, until)
+    from spark_jobs.settings import default_feature_repo
+
+    repo = args.feature_repo or default_feature_repo()
+    report = skew_report(FeatureStore(repo_path=repo), args.model, since, until)
     if args.json:
         print(report.to_json(orient="records"))
     else:

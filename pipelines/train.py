@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -168,7 +169,7 @@ def training_set(
     knowledge: dt.datetime,
     since: dt.datetime,
     until: dt.datetime,
-    repo: Path = ROOT / "feature_repo",
+    repo: Path | str | None = None,
     max_negatives: int = 50_000,
     seed: int = 7,
     save_dataset: bool = True,
@@ -177,8 +178,9 @@ def training_set(
     from feast import FeatureStore
 
     from providers.tidb import SavedDatasetTiDBStorage, as_of, connection
+    from spark_jobs.settings import default_feature_repo
 
-    store = FeatureStore(repo_path=str(repo))
+    store = FeatureStore(repo_path=str(repo or default_feature_repo()))
     refs = model_features(store, model)
     rows = entity_rows(
         store.config.offline_store, model, since, until, knowledge, max_negatives, seed
@@ -275,7 +277,7 @@ def train(
     since: dt.datetime,
     until: dt.datetime,
     out: Path,
-    repo: Path = ROOT / "feature_repo",
+    repo: Path | str | None = None,
     max_negatives: int = 50_000,
     seed: int = 7,
     save_dataset: bool = True,
@@ -314,8 +316,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--until", type=_when, default=None, help="Events before this (default: --as-of)."
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "artifacts" / "models")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        # Where serving loads from: the same variable, so training and serving agree by default.
+        default=Path(os.environ.get("SERVING_MODELS_DIR") or ROOT / "artifacts" / "models"),
+        help="Artefact directory (default: $SERVING_MODELS_DIR or ./artifacts/models).",
+    )
     parser.add_argument("--max-negatives", type=int, default=50_000)
+    parser.add_argument(
+        "--feature-repo",
+        default=None,
+        help="Feast repo (default: $FEATURE_REPO or ./feature_repo).",
+    )
     args = parser.parse_args(argv)
     until = args.until or args.as_of
     since = args.since or until - dt.timedelta(days=90)
@@ -323,7 +336,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--since {since} is not before --until {until}")
     try:
         artefact, path = train(
-            args.model, args.as_of, since, until, args.out, max_negatives=args.max_negatives
+            args.model,
+            args.as_of,
+            since,
+            until,
+            args.out,
+            repo=args.feature_repo,
+            max_negatives=args.max_negatives,
         )
     except TrainingError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -25,6 +25,7 @@ from spark_jobs.features import FEATURE_SETS, FeatureSet, as_of_timestamp, versi
 from spark_jobs.settings import (
     Database,
     SettingsError,
+    default_feature_repo,
     finish_args,
     iso_date,
     job_parser,
@@ -32,7 +33,6 @@ from spark_jobs.settings import (
     positive_int,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
 JOB = "backfill"
 MAX_DAYS = 3660
 
@@ -83,7 +83,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Run `feast materialize` for the range afterwards.",
     )
     parser.add_argument(
-        "--feature-repo", default=str(ROOT / "feature_repo"), help="Feast repo for --materialize."
+        "--feature-repo",
+        default=default_feature_repo(),
+        help="Feast repo for --materialize (default: $FEATURE_REPO or ./feature_repo).",
     )
     parser.add_argument("--no-progress", action="store_true", help="No progress bar (logs only).")
     args = parser.parse_args(argv)

@@ -223,8 +223,10 @@ def main(argv: list[str] | None = None) -> int:
                     create_database(db)
                 ensure_schema(db)
                 break
-            except pymysql.err.OperationalError as exc:  # not up yet: connection refused
-                if time.monotonic() >= deadline:
+            except pymysql.err.OperationalError as exc:
+                # Only "cannot connect / connection lost" means not up yet; a wrong password or a
+                # missing database fails at once.
+                if exc.args[0] not in (2003, 2006, 2013) or time.monotonic() >= deadline:
                     raise
                 print(f"waiting for TiDB at {db.host}:{db.port}: {exc}", file=sys.stderr)
                 time.sleep(2)

@@ -10,7 +10,17 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import quote
+
+
+def default_feature_repo() -> str:
+    """The Feast repo every command uses unless told otherwise: $FEATURE_REPO (the platform image
+    sets /app/feature_repo), else feature_repo/ of this source checkout."""
+    return os.environ.get("FEATURE_REPO") or str(
+        Path(__file__).resolve().parent.parent / "feature_repo"
+    )
+
 
 DEFAULT_JDBC_JAR = "/usr/share/java/mariadb-java-client.jar"
 DEFAULT_JDBC_DRIVER = "org.mariadb.jdbc.Driver"

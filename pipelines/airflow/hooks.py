@@ -5,7 +5,8 @@ password, schema = database) and, in its extras:
 
 - `redis_connection_string`: Feast's Redis connection string (`host:port[,password=...]`);
 - `python`: the interpreter of the platform's environment (default: the worker's own);
-- `feature_repo`: the Feast repo directory (default: the one shipped with the package);
+- `feature_repo`: the Feast repo directory, passed to every command (default: $FEATURE_REPO,
+  else the source checkout's; the platform image has it at /app/feature_repo);
 - `spark_master`: Spark master for the jobs (default: `local[*]`);
 - `env`: further environment variables for the commands, as a JSON object.
 
@@ -28,6 +29,7 @@ from typing import Any
 from airflow.sdk import BaseHook
 from airflow.sdk.exceptions import AirflowException
 
+# A source checkout's repo; deployments set the `feature_repo` extra (or FEATURE_REPO).
 DEFAULT_FEATURE_REPO = str(Path(__file__).resolve().parents[2] / "feature_repo")
 
 
@@ -105,43 +107,77 @@ class FeaturePlatformHook(BaseHook):
 
     @property
     def feature_repo(self) -> str:
-        return self._extra().get("feature_repo") or DEFAULT_FEATURE_REPO
+        return (
+            self._extra().get("feature_repo")
+            or os.environ.get("FEATURE_REPO")
+            or DEFAULT_FEATURE_REPO
+        )
 
-    def feast(self, *args: str, ok_codes: Iterable[int] = (0,)) -> CommandResult:
-        """The stock feast CLI against the feature repo."""
+    def feast(self, *args: str, **options: Any) -> CommandResult:
+        """The stock feast CLI against the feature repo (options as for run)."""
         feast = str(Path(self.python).parent / "feast")
-        return self.run([feast, "-c", self.feature_repo, *args], ok_codes=ok_codes)
+        return self.run([feast, "-c", self.feature_repo, *args], **options)
 
-    def module(self, module: str, *args: str, ok_codes: Iterable[int] = (0,)) -> CommandResult:
-        """`python -m <module> args...` in the platform's environment."""
-        return self.run([self.python, "-m", module, *args], ok_codes=ok_codes)
+    def module(self, module: str, *args: str, **options: Any) -> CommandResult:
+        """`python -m <module> args...` in the platform's environment (options as for run)."""
+        return self.run([self.python, "-m", module, *args], **options)
 
-    def run(self, argv: Sequence[str], *, ok_codes: Iterable[int] = (0,)) -> CommandResult:
+    def run(
+        self, argv: Sequence[str], *, ok_codes: Iterable[int] = (0,), capture: bool = True
+    ) -> CommandResult:
         """Run argv with the platform's environment, log its output line by line, and raise
-        AirflowException (with the last lines) when it exits with a code not in ok_codes."""
+        AirflowException (with the last lines) when it exits with a code not in ok_codes.
+
+        If the task is stopped (execution_timeout, on_kill, any exception), the command is
+        terminated, then killed after 30 s: a timed-out Spark job does not outlive its task.
+        `capture=False` keeps only the last lines (a 12 h backfill's log stays in the task log).
+        """
         argv = [str(a) for a in argv]
         env = {**os.environ, **self.environment()}
         self.log.info("Running: %s", " ".join(argv))
         tail: deque[str] = deque(maxlen=40)
         lines: list[str] = []
-        with subprocess.Popen(
+        self._process = process = subprocess.Popen(
             argv,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             bufsize=1,
-        ) as process:
+        )
+        try:
             assert process.stdout is not None
             for line in process.stdout:
                 line = line.rstrip("\n")
                 self.log.info("%s", line)
                 tail.append(line)
-                lines.append(line)
+                if capture:
+                    lines.append(line)
             returncode = process.wait()
+        except BaseException:
+            self.stop()
+            raise
+        finally:
+            if process.stdout is not None:
+                process.stdout.close()
+            self._process = None
         if returncode not in set(ok_codes):
             raise AirflowException(
                 f"{' '.join(argv[:3])} ... exited with {returncode}. Last lines:\n"
                 + "\n".join(tail)
             )
-        return CommandResult(argv=argv, returncode=returncode, output="\n".join(lines))
+        return CommandResult(argv=argv, returncode=returncode, output="\n".join(lines or tail))
+
+    def stop(self, grace_seconds: float = 30.0) -> None:
+        """Terminate the running command (SIGTERM, then SIGKILL after grace_seconds)."""
+        process = getattr(self, "_process", None)
+        if process is None or process.poll() is not None:
+            return
+        self.log.warning("Stopping %s (pid %s)", process.args[0], process.pid)
+        process.terminate()
+        try:
+            process.wait(grace_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -62,7 +62,14 @@ class _PlatformOperator(BaseOperator):
 
     @property
     def hook(self) -> FeaturePlatformHook:
-        return FeaturePlatformHook(platform_conn_id=self.platform_conn_id)
+        """One hook per task run, kept so that on_kill can stop its command."""
+        if getattr(self, "_hook", None) is None:
+            self._hook = FeaturePlatformHook(platform_conn_id=self.platform_conn_id)
+        return self._hook
+
+    def on_kill(self) -> None:
+        if getattr(self, "_hook", None) is not None:
+            self._hook.stop()
 
 
 class FeastApplyOperator(_PlatformOperator):
@@ -138,7 +145,7 @@ class SparkFeatureJobOperator(_PlatformOperator):
             args += ["--master", self.master]
         for key, value in self.spark_conf.items():
             args += ["--conf", f"{key}={value}"]
-        self.hook.module("spark_jobs.backfill", *args)
+        self.hook.module("spark_jobs.backfill", *args, capture=False)  # hours of logs
 
 
 class TrainModelOperator(_PlatformOperator):
@@ -164,7 +171,7 @@ class TrainModelOperator(_PlatformOperator):
         self.max_negatives = max_negatives
 
     def execute(self, context: Any) -> str:
-        args = [self.model, "--as-of", self.as_of]
+        args = [self.model, "--as-of", self.as_of, "--feature-repo", self.hook.feature_repo]
         for flag, value in (("--since", self.since), ("--until", self.until), ("--out", self.out)):
             if value:
                 args += [flag, value]
@@ -210,6 +217,8 @@ class SkewReportOperator(_PlatformOperator):
             "--json",
             "--max-batch-mismatch-rate",
             str(rate),
+            "--feature-repo",
+            self.hook.feature_repo,
             ok_codes=(0, 3),
         )
         reports = [line for line in result.output.splitlines() if line.startswith("[")]

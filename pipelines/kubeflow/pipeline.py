@@ -74,6 +74,10 @@ def _platform(
 ) -> dsl.PipelineTask:
     """Resources, a non-root user and (for tasks that reach TiDB/Redis) the platform's settings."""
     if settings:
+        # Run in the platform's namespace: its NetworkPolicies admit TiDB and Redis clients by
+        # these labels, and TIDB_HOST / the Redis address are that namespace's Service names.
+        kubernetes.add_pod_label(task, "platform.fraud/tidb-client", "true")
+        kubernetes.add_pod_label(task, "platform.fraud/redis-client", "true")
         kubernetes.use_config_map_as_env(task, CONFIG_MAP, {k: k for k in CONFIG_KEYS})
         for secret, keys in SECRETS.items():
             kubernetes.use_secret_as_env(task, secret, keys)
@@ -96,7 +100,8 @@ def training_pipeline(
     until: str = "2026-11-01T00:00:00Z",
     max_negatives: int = 50_000,
 ):
-    _platform(materialize(until=as_of), cpu="1", memory="2Gi").set_display_name("materialize")
+    online = _platform(materialize(until=as_of), cpu="1", memory="2Gi")
+    online.set_display_name("materialize")
     dataset = _platform(
         build_training_set(
             model=model, as_of=as_of, since=since, until=until, max_negatives=max_negatives
@@ -104,6 +109,7 @@ def training_pipeline(
         cpu="2",
         memory="8Gi",
     ).set_display_name("build training set")
+    dataset.after(online)  # Redis is current before the model that will read it is built
     _platform(
         train(training_set=dataset.outputs["training_set"]), cpu="2", memory="4Gi", settings=False
     ).set_display_name("train")  # reads only its input artifact: no credentials

@@ -17,7 +17,7 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from pipelines.train import MODELS, ROOT, TrainingError, TrainingSet, _when
+from pipelines.train import MODELS, TrainingError, TrainingSet, _when
 
 
 def _positive(text: str) -> int:
@@ -29,7 +29,9 @@ def _positive(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipelines.kubeflow.steps", description=__doc__)
-    parser.add_argument("--feature-repo", type=Path, default=ROOT / "feature_repo")
+    parser.add_argument(
+        "--feature-repo", type=Path, default=None, help="default: $FEATURE_REPO or ./feature_repo"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     build = commands.add_parser("build-training-set", help="point-in-time training set, as_of")
@@ -79,8 +81,11 @@ def main(argv: list[str] | None = None) -> int:
         else:
             from feast import FeatureStore
 
+            from spark_jobs.settings import default_feature_repo
+
             until = args.until.astimezone(dt.UTC)
-            FeatureStore(repo_path=str(args.feature_repo)).materialize_incremental(until)
+            repo = args.feature_repo or default_feature_repo()
+            FeatureStore(repo_path=str(repo)).materialize_incremental(until)
             print(f"materialized up to {args.until.isoformat()}")
     except (TrainingError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -111,3 +111,55 @@ def test_installed_package_registers_the_provider():
         e for e in entry_points(group="apache_airflow_provider") if e.value.startswith("pipelines.")
     ]
     assert entry.load() is get_provider_info
+
+
+def test_a_stopped_task_stops_its_command(hook):
+    """on_kill / execution_timeout: the command is terminated, not left running."""
+    import threading
+    import time
+
+    errors = []
+
+    def run():
+        try:
+            hook.run(
+                [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(120)"]
+            )
+        except AirflowException as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=run)
+    started = time.monotonic()
+    thread.start()
+    while getattr(hook, "_process", None) is None:
+        time.sleep(0.05)
+    process = hook._process
+    time.sleep(0.5)
+    hook.stop(grace_seconds=5)
+    thread.join(30)
+    assert not thread.is_alive() and time.monotonic() - started < 30
+    assert process.poll() is not None and errors and "exited with -15" in errors[0]
+
+
+def test_an_exception_while_reading_terminates_the_command(hook, monkeypatch):
+    """An exception inside the output loop (Airflow's timeout raises there) kills the child."""
+    seen = []
+
+    class Timeout(Exception):
+        pass
+
+    def info(message, *args):
+        if args and args[0] == "line 2":
+            seen.append(hook._process)
+            raise Timeout
+
+    monkeypatch.setattr(hook.log, "info", info)
+    with pytest.raises(Timeout):
+        hook.run(
+            [
+                sys.executable,
+                "-c",
+                "import time\nfor i in range(100):\n print('line', i, flush=True); time.sleep(1)",
+            ]
+        )
+    assert seen and seen[0].poll() is not None  # terminated, not left behind

@@ -40,7 +40,7 @@ def calls(monkeypatch):
     outputs = recorded.outputs
 
     def fake(kind):
-        def run(self, name, *args, ok_codes=(0,)):
+        def run(self, name, *args, ok_codes=(0,), capture=True):
             recorded.append((kind, (name, *args), tuple(ok_codes)))
             return outputs.get(name, CommandResult([name, *args], 0, ""))
 
@@ -134,6 +134,7 @@ def test_train_returns_the_artefact_path(calls):
     assert op.execute({}) == "/models/account_takeover/v1/model.json"
     assert calls[0][1] == (
         "pipelines.train", "account_takeover", "--as-of", "2026-03-02T00:30:00+00:00",
+        "--feature-repo", "/repo/feature_repo",
         "--since", "2026-01-01T00:00:00Z", "--max-negatives", "5000",
     )  # fmt: skip
 
@@ -153,7 +154,7 @@ def test_skew_report_returns_the_records(calls):
             (
                 "pipelines.skew", "withdrawal_fraud",
                 "--since", "2026-03-01T00:30:00+00:00", "--until", "2026-03-02T00:30:00+00:00",
-                "--json", "--max-batch-mismatch-rate", "0.05",
+                "--json", "--max-batch-mismatch-rate", "0.05", "--feature-repo", "/repo/feature_repo",
             ),
             (0, 3),
         )

@@ -53,13 +53,17 @@ def test_image_settings_match_the_code():
     settings = Settings(**{k.removeprefix("SERVING_").lower(): v for k, v in env.items()})
     assert f"EXPOSE {settings.port}" in DOCKERFILE
     copied = set(re.findall(r"^COPY (\w+)/ ", DOCKERFILE, re.M))
-    packages = {"providers", "devstack", "serving", "spark_jobs", "pipelines"}
+    import tomllib
+
+    found = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    packages = {pattern.rstrip("*") for pattern in found["find"]["include"]}
     assert packages <= copied  # everything pyproject.toml packages
     assert (
         "/usr/share/java/mariadb-java-client.jar"
         in (ROOT / "spark_jobs" / "settings.py").read_text()
     )
     assert "libmariadb-java" in DOCKERFILE and "openjdk-17-jre-headless" in DOCKERFILE
+    assert "FEATURE_REPO=/app/feature_repo" in DOCKERFILE  # the commands' default repo
 
 
 @pytest.mark.timeout(300)
@@ -103,3 +107,37 @@ def test_spark_entrypoint_executor_requires_the_driver_settings():
         | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
     )
     assert result.returncode != 0 and "SPARK_DRIVER_URL" in result.stderr
+
+
+def test_spark_entrypoint_executor_passes_every_jvm_option_in_order(tmp_path):
+    """A recording `java` stands in for the JVM: every SPARK_JAVA_OPT_N reaches it in numeric
+    order (Spark puts its --add-opens flags there), with the classpath and the backend's args."""
+    java = tmp_path / "java"
+    java.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    java.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_")} | {
+        "PATH": f"{tmp_path}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        "SPARK_DRIVER_URL": "spark://CoarseGrainedScheduler@driver:7078",
+        "SPARK_EXECUTOR_ID": "3",
+        "SPARK_APPLICATION_ID": "spark-app-1",
+        "SPARK_EXECUTOR_POD_IP": "10.0.0.9",
+        "SPARK_EXECUTOR_POD_NAME": "exec-3",
+        "SPARK_CLASSPATH": "/extra/lib.jar",
+        **{f"SPARK_JAVA_OPT_{i}": f"-Dopt.{i}=x" for i in range(12)},
+    }
+    result = subprocess.run(
+        [str(ROOT / "docker" / "spark-entrypoint.sh"), "executor"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    args = result.stdout.splitlines()
+    assert [a for a in args if a.startswith("-Dopt.")] == [f"-Dopt.{i}=x" for i in range(12)]
+    classpath = args[args.index("-cp") + 1]
+    assert "/extra/lib.jar" in classpath and "mariadb-java-client.jar" in classpath
+    backend = args.index("org.apache.spark.scheduler.cluster.k8s.KubernetesExecutorBackend")
+    assert args[backend + 1 : backend + 5] == [
+        "--driver-url", "spark://CoarseGrainedScheduler@driver:7078", "--executor-id", "3",
+    ]  # fmt: skip

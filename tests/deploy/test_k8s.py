@@ -337,3 +337,66 @@ def test_jobs_run_the_stock_feast_commands(rendered):
 def test_kustomize_is_the_real_binary():
     out = subprocess.run([tool("kustomize"), "version"], capture_output=True, text=True, timeout=30)
     assert "kustomize/v4.5.4" in out.stdout
+
+
+def allowed(docs, labels: dict, direction: str, port: int, peer: dict | None = None) -> bool:
+    """Whether some NetworkPolicy selecting a pod with `labels` allows `direction` traffic on
+    `port` (to/from a pod with `peer` labels when given). Enough of the semantics for these
+    manifests: matchLabels selectors, ports by number, same namespace."""
+    key = "egress" if direction == "Egress" else "ingress"
+    side = "to" if key == "egress" else "from"
+    for d in docs:
+        if d["kind"] != "NetworkPolicy" or direction not in d["spec"]["policyTypes"]:
+            continue
+        if not d["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items():
+            continue
+        for rule in d["spec"].get(key, []):
+            ports = [p["port"] for p in rule.get("ports", [])]
+            if ports and port not in ports:
+                continue
+            peers = rule.get(side)
+            if not peers or peer is None:
+                return True
+            for p in peers:
+                selector = p.get("podSelector")
+                if selector is not None and "namespaceSelector" not in p:
+                    if selector.get("matchLabels", {}).items() <= peer.items():
+                        return True
+    return False
+
+
+def test_network_policies_let_the_platform_reach_tidb_and_redis(overlay):
+    name, docs = overlay
+    redis_pod = {"app.kubernetes.io/name": "redis"}
+    for d in docs:
+        if d["kind"] not in ("Deployment", "Job", "CronJob"):
+            continue
+        template = (
+            d["spec"]["jobTemplate"]["spec"]["template"]
+            if d["kind"] == "CronJob"
+            else d["spec"]["template"]
+        )
+        labels = template["metadata"]["labels"]
+        commands = " ".join(" ".join(c.get("args", [])) for c in containers(template["spec"]))
+        if "feast" in commands or "serving" in commands:  # Feast opens Redis (apply deletes keys)
+            assert labels.get("platform.fraud/redis-client") == "true", (
+                f"{name}: {d['metadata']['name']}"
+            )
+            assert allowed(docs, labels, "Egress", 6379, redis_pod)
+            assert allowed(docs, redis_pod, "Ingress", 6379, labels)
+        if labels.get("platform.fraud/tidb-client") == "true":
+            assert allowed(docs, labels, "Egress", 4000)
+            assert allowed(docs, labels, "Egress", 53)
+    tidb_pods = (
+        [{"app.kubernetes.io/name": "tidb"}]
+        if name == "local"
+        else [{"app.kubernetes.io/instance": "fraud", "app.kubernetes.io/managed-by": "tidb-operator",
+               "app.kubernetes.io/component": "tidb"}]
+    )  # fmt: skip
+    client = {"platform.fraud/tidb-client": "true"}
+    for pod in tidb_pods:
+        assert allowed(docs, pod, "Ingress", 4000, client), f"{name}: TiDB unreachable"
+    if name != "local":  # the cluster's own components talk to each other (PD 2379, TiKV 20160)
+        pd = {**tidb_pods[0], "app.kubernetes.io/component": "pd"}
+        assert allowed(docs, pd, "Ingress", 2379, tidb_pods[0])
+        assert allowed(docs, tidb_pods[0], "Egress", 2379, pd)

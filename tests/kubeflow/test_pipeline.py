@@ -32,6 +32,7 @@ def test_tasks_and_their_wiring(ir):
     assert set(tasks) == {"materialize", "build-training-set", "train"}
     train = tasks["train"]
     assert train["dependentTasks"] == ["build-training-set"]
+    assert tasks["build-training-set"]["dependentTasks"] == ["materialize"]
     source = train["inputs"]["artifacts"]["training_set"]["taskOutputArtifact"]
     assert source == {"producerTask": "build-training-set", "outputArtifactKey": "training_set"}
     params = pipeline["root"]["inputDefinitions"]["parameters"]
@@ -100,6 +101,11 @@ def test_settings_come_from_the_clusters_configmap_and_secrets(ir):
             env |= {k["envVar"] for k in source["keyToEnv"]}
         assert needed <= env, (name, needed - env)
         assert spec["securityContext"]["runAsNonRoot"] is True
+        labels = spec["podMetadata"]["labels"]  # what k8s/ NetworkPolicies admit
+        assert labels == {
+            "platform.fraud/tidb-client": "true",
+            "platform.fraud/redis-client": "true",
+        }
     assert "secretAsEnv" not in executors.get("exec-train", {})  # training reads only its input
 
 

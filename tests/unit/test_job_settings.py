@@ -18,7 +18,20 @@ def test_dates_and_relative_days():
 
 
 def test_relative_days_default_to_utc_today():
-    assert iso_date("today") == dt.datetime.now(dt.UTC).date()
+    before = dt.datetime.now(dt.UTC).date()
+    today = iso_date("today")
+    assert today in (before, dt.datetime.now(dt.UTC).date())  # the call may straddle midnight
+
+
+def test_feature_repo_comes_from_the_environment_else_the_checkout(monkeypatch):
+    from pathlib import Path
+
+    from spark_jobs.settings import default_feature_repo
+
+    monkeypatch.setenv("FEATURE_REPO", "/app/feature_repo")
+    assert default_feature_repo() == "/app/feature_repo"
+    monkeypatch.delenv("FEATURE_REPO")
+    assert (Path(default_feature_repo()) / "feature_store.yaml").is_file()
 
 
 @pytest.mark.parametrize("bad", ["2026-13-01", "tomorrow", "", "01/02/2026"])

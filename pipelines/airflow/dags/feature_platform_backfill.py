@@ -50,7 +50,8 @@ with DAG(
         train = TrainModelOperator(
             task_id=f"train_{model}",
             model=model,
-            as_of="{{ ts }}",
-            until="{{ params.end }}T23:59:59Z",
+            # Manual runs may have no logical date; run_after is always set.
+            as_of="{{ dag_run.run_after | ts }}",
+            until="{{ macros.ds_add(params.end, 1) }}T00:00:00Z",  # exclusive: all of `end`
         )
         wants_training >> train
