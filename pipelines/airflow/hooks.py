@@ -23,6 +23,7 @@ import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -65,7 +66,7 @@ class FeaturePlatformHook(BaseHook):
 
     def environment(self) -> dict[str, str]:
         """The platform's settings from the connection; missing ones say what to set."""
-        conn = self.get_connection(self.platform_conn_id)
+        conn = self._connection
         extra = conn.extra_dejson
         missing = [
             name
@@ -98,8 +99,13 @@ class FeaturePlatformHook(BaseHook):
             **{str(k): str(v) for k, v in more.items()},
         }
 
+    @cached_property
+    def _connection(self):
+        """Looked up once per hook (a secrets backend or API call in Airflow 3)."""
+        return self.get_connection(self.platform_conn_id)
+
     def _extra(self) -> dict[str, Any]:
-        return self.get_connection(self.platform_conn_id).extra_dejson
+        return self._connection.extra_dejson
 
     @property
     def python(self) -> str:

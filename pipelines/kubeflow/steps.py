@@ -18,13 +18,7 @@ import sys
 from pathlib import Path
 
 from pipelines.train import MODELS, TrainingError, TrainingSet, _when
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive integer")
-    return value
+from spark_jobs.settings import positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -39,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--as-of", type=_when, required=True)
     build.add_argument("--since", type=_when, required=True)
     build.add_argument("--until", type=_when, required=True)
-    build.add_argument("--max-negatives", type=_positive, default=50_000)
+    build.add_argument("--max-negatives", type=positive_int, default=50_000)
     build.add_argument("--out", type=Path, required=True)
 
     fit = commands.add_parser("train", help="fit and validate a model on a training set")

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from devstack import feast_redis_connection_string
+from pipelines.airflow.hooks import FeaturePlatformHook
 
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_PYTHON = ROOT / ".venv" / "bin" / "python"
@@ -45,10 +46,8 @@ def platform_connection(mariadb, redis_server, monkeypatch):
     return {**conn, "redis_url": redis_server.url}
 
 
-def platform(conn, *args: str) -> str:
+def platform(*args: str) -> str:
     """A command in the platform's environment with the connection's settings (test setup)."""
-    from pipelines.airflow.hooks import FeaturePlatformHook
-
     return FeaturePlatformHook().module(*args).output
 
 
@@ -68,14 +67,11 @@ def test_daily_dag_computes_materializes_and_reports(platform_connection, airflo
     from airflow.utils.state import DagRunState
 
     # The platform's own setup commands, through the same hook.
-    platform(platform_connection, "spark_jobs.schema", "--create-database")
+    platform("spark_jobs.schema", "--create-database")
     platform(
-        platform_connection,
         "spark_jobs.generate",
         "--users", "60", "--days", "12", "--end", "2026-03-02",
     )  # fmt: skip
-    from pipelines.airflow.hooks import FeaturePlatformHook
-
     FeaturePlatformHook().feast("apply")
 
     dag = DagBag(dag_folder=str(ROOT / "pipelines" / "airflow" / "dags")).dags[

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import ROOT
+from tests.utils.jobs import feature_store_variables
 
 COMPOSE = ROOT / "docker-compose.yml"
 
@@ -42,9 +43,7 @@ def platform_services(compose):
 
 
 def test_platform_services_get_every_setting_the_code_reads(compose):
-    needed = set(
-        re.findall(r"\$\{(\w+)\}", (ROOT / "feature_repo" / "feature_store.yaml").read_text())
-    )
+    needed = feature_store_variables()
     services = platform_services(compose)
     assert {"init", "serving", "platform"} <= set(services)
     for name, service in services.items():

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from tests.deploy.conftest import ROOT, tool
+from tests.utils.jobs import feature_store_variables
 
 K8S_VERSION = "1.30.0"
 CUSTOM_KINDS = {"TidbCluster", "SparkApplication", "ScheduledSparkApplication"}
@@ -56,12 +57,6 @@ def env_names(container, docs) -> set[str]:
     for source in container.get("envFrom", []):
         names |= set(config_map(docs, source["configMapRef"]["name"]))
     return names
-
-
-def feature_store_vars() -> set[str]:
-    return set(
-        re.findall(r"\$\{(\w+)\}", (ROOT / "feature_repo" / "feature_store.yaml").read_text())
-    )
 
 
 def test_every_builtin_resource_is_valid_against_the_kubernetes_schemas(overlay):
@@ -235,7 +230,7 @@ def test_no_plaintext_secrets(overlay):
 
 def test_platform_containers_get_every_setting_the_code_reads(overlay):
     name, docs = overlay
-    needed = feature_store_vars()
+    needed = feature_store_variables()
     assert needed == {
         "TIDB_HOST",
         "TIDB_PORT",

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import time
 import httpx
 import pytest
 
+from devstack import free_port
 from tests.utils.jobs import feast
 from tests.utils.tables import rows
 
@@ -32,12 +32,6 @@ def run(env: dict[str, str], *args: str, timeout: float = 600) -> subprocess.Com
     )
     assert result.returncode == 0, f"{' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
     return result
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -22,8 +23,6 @@ def schema(env, *args, timeout=120):
 
 
 def test_creates_the_database_and_tables_and_runs_twice(mariadb, tmp_path):
-    import os
-
     import pymysql
 
     name = f"s_{uuid.uuid4().hex[:10]}"
@@ -53,16 +52,12 @@ def test_creates_the_database_and_tables_and_runs_twice(mariadb, tmp_path):
 
 
 def test_missing_settings_exit_2_naming_them(mariadb):
-    import os
-
     env = {k: v for k, v in os.environ.items() if not k.startswith("TIDB_")}
     result = schema(env)
     assert result.returncode == 2 and "TIDB_HOST" in result.stderr
 
 
 def test_unreachable_server_is_retried_then_reported(mariadb):
-    import os
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once this block ends: nothing listens there

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.utils.jobs import feature_store_variables
+
 ROOT = Path(__file__).resolve().parents[2]
 PLATFORM_PYTHON = ROOT / ".venv" / "bin" / "python"
 
@@ -82,9 +84,7 @@ def test_containers_run_the_platform_image_with_limits(ir):
 def test_settings_come_from_the_clusters_configmap_and_secrets(ir):
     _, platform = ir
     executors = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
-    needed = set(
-        re.findall(r"\$\{(\w+)\}", (ROOT / "feature_repo" / "feature_store.yaml").read_text())
-    )
+    needed = feature_store_variables()
     kustomization = yaml.safe_load((ROOT / "k8s" / "base" / "kustomization.yaml").read_text())
     (env_map,) = [g for g in kustomization["configMapGenerator"] if g["name"] == "platform-env"]
     deployed_keys = {literal.split("=", 1)[0] for literal in env_map["literals"]}

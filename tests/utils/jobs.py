@@ -26,6 +26,15 @@ def jobs_environment(
     return {**os.environ, **env}
 
 
+def feature_store_variables() -> set[str]:
+    """The ${VARS} the shipped feature_store.yaml reads: what every deployment must provide."""
+    import re
+
+    return set(
+        re.findall(r"\$\{(\w+)\}", (ROOT / "feature_repo" / "feature_store.yaml").read_text())
+    )
+
+
 def feast(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     """The stock feast CLI against the shipped feature_repo/."""
     result = subprocess.run(
