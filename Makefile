@@ -12,7 +12,7 @@ AIRFLOW_VENV := .venv-airflow
 KFP_VENV := .venv-kfp
 TOOLS := deploy-tools/node_modules/.installed
 
-.PHONY: help deps venv venv-airflow venv-kfp tools up down status lint typecheck test test-unit test-integration test-deploy test-orchestration demo clean
+.PHONY: help deps venv bench bench-deps venv-airflow venv-kfp tools up down status lint typecheck test test-unit test-integration test-deploy test-orchestration demo clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-17s %s\n", $$1, $$2}'
@@ -94,6 +94,18 @@ test-integration: deps venv ## Only the integration tests
 
 demo: up ## Run the platform end to end on the local stack
 	@source .stack/env && $(PY) -m scripts.demo
+
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	@$(PY) -m pip install -q -e '.[dev,spark,bench]'
+	@touch $(BENCH_STAMP)
+
+bench-deps: $(BENCH_STAMP)
+	@scripts/install-system-deps.sh --bench
+
+BENCH_ARGS ?=
+bench: deps venv bench-deps ## Every benchmark side by side with Feast's own stores; table + chart in benchmarks/results/
+	@$(PY) -m benchmarks.run $(BENCH_ARGS)
 
 clean: down ## Stop the stack and remove local data (keeps the virtualenvs)
 	rm -rf .stack feature_repo/data .pytest_cache .mypy_cache .ruff_cache

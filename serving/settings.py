@@ -30,3 +30,5 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1, le=64, description="uvicorn worker processes.")
+    access_log: bool = Field(True, description="uvicorn's per-request access log.")

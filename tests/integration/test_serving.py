@@ -282,3 +282,70 @@ def test_skew_report_batch_features_match_and_push_lag_is_measured(stack, client
         25 <= report.loc["user_last_login__last_login_ip", "age_max_s"] < 120
     )  # the push's event time
     assert report.loc["login_context__ip_seen_recently", "mismatches"] == 0  # on-demand, both sides
+
+
+def test_online_reader_serves_what_feast_get_online_features_serves(stack, client):
+    """The one-round-trip reader against Feast's own read: values, statuses and timestamps."""
+    import asyncio
+    import math
+
+    from serving.features import FeatureClient, OnlineReader
+
+    store = client.app.state.store
+    reader, feast_read = OnlineReader(store), FeatureClient(store)
+    pushed = {
+        "user_id": 11,
+        "last_login_ip": "192.0.2.11",
+        "last_login_device": "d11",
+        "last_login_country": "NL",
+        "recent_ips": ["192.0.2.11", "192.0.2.12"],
+        "event_ts": dt.datetime.now(dt.UTC).isoformat(),
+    }
+    assert client.post("/v1/push/login_push", json={"events": [pushed]}).status_code == 200
+    users = [1, 2, 11, 987654, *range(20, 60)]  # known, pushed, unknown
+    cases = {
+        "account_takeover": [
+            {"user_id": u, "login_ip": "192.0.2.11", "login_device": f"d{u % 3}"} for u in users
+        ],
+        "withdrawal_fraud": [{"user_id": u, "amount": 10.0 + u} for u in users],
+    }
+
+    async def read_all():
+        return {service: await reader.fetch(service, rows_) for service, rows_ in cases.items()}
+
+    assert all(reader.supported(service) for service in cases)
+    by_service = asyncio.run(read_all())
+    compared = 0
+    for service, rows_ in cases.items():
+        ours = by_service[service]
+        theirs, _ = feast_read.fetch(service, rows_)
+        assert [sorted(r) for r in ours] == [sorted(r) for r in theirs]
+        for mine, other in zip(ours, theirs, strict=True):
+            for name, served in mine.items():
+                expected = other[name]
+                assert (served.status, served.event_timestamp, served.stale) == (
+                    expected.status,
+                    expected.event_timestamp,
+                    expected.stale,
+                ), name
+                same_nan = (
+                    isinstance(served.value, float)
+                    and isinstance(expected.value, float)
+                    and math.isnan(served.value)
+                    and math.isnan(expected.value)
+                )
+                assert same_nan or served.value == expected.value, (name, served, expected)
+                compared += 1
+    assert compared > 1000
+    # Some values of each kind were really there: not a comparison of two empty reads.
+    statuses = {f.status for r in ours for f in r.values()}
+    assert statuses == {"PRESENT", "NOT_FOUND"}
+
+
+def test_unknown_user_ratio_is_null_in_json_not_a_500(client):
+    out = client.post(
+        "/v1/models/withdrawal_fraud/predict",
+        json={"entities": [{"user_id": 987654, "amount": 50.0}]},
+    )
+    assert out.status_code == 200, out.text
+    assert out.json()["predictions"][0]["features"]["amount_vs_30d_mean"]["value"] is None
