@@ -150,6 +150,17 @@ def stack(keep: bool = False) -> Iterator[dict[str, str]]:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def _vm_hwm_mib(pid: int) -> float:
+    """The process's peak resident memory so far (VmHWM), MiB; 0 once it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        pass
+    return 0.0
+
+
 def run_measured(
     cmd: list[str],
     env: dict[str, str] | None = None,
@@ -158,17 +169,21 @@ def run_measured(
 ) -> dict:
     """Run `cmd` to completion: wall seconds and the peak resident memory of the process (MiB).
 
-    Peak memory is the child's own `ru_maxrss` from wait4, so each system is measured in a fresh
-    process of its own (database servers are separate processes and not counted).
+    Peak memory is the process's own high-water mark (VmHWM), read every 20 ms while it runs.
+    Not `ru_maxrss` from wait4: Linux carries the forking parent's peak into the child across
+    exec, so every child of a big benchmark process would report the parent's size. Database
+    servers are separate processes and are not counted.
     """
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     started = time.perf_counter()
+    peak = 0.0
     try:
         proc = subprocess.Popen(
             cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT
         )
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        while proc.poll() is None:
+            peak = max(peak, _vm_hwm_mib(proc.pid))
+            time.sleep(0.02)
     finally:
         if log:
             out.close()
@@ -176,7 +191,7 @@ def run_measured(
     if proc.returncode != 0:
         tail = log.read_text()[-3000:] if log and log.exists() else ""
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}\n{tail}")
-    return {"wall_s": wall, "peak_rss_mib": usage.ru_maxrss / 1024}
+    return {"wall_s": wall, "peak_rss_mib": peak}
 
 
 def python() -> str:

@@ -65,6 +65,13 @@ class TiDBOfflineStoreConfig(FeastConfigBaseModel):
     read_timeout_seconds: StrictInt | None = Field(
         None, ge=1, description="Per-query read timeout."
     )
+    query_parallelism: StrictInt = Field(
+        4,
+        ge=1,
+        le=32,
+        description="Connections a point-in-time join may use at once, each joining a share of "
+        "the feature views (1: one statement).",
+    )
     write_batch_rows: StrictInt = Field(
         5000,
         ge=1,
@@ -250,9 +257,18 @@ class TiDBOfflineStore(OfflineStore):
             rows.select_columns,
             filter_by_created_timestamp=filter_by_created_timestamp,
         )
+        parts = sql.point_in_time_join_parts(
+            rows.table,
+            rows.timestamp_column,
+            views,
+            rows.select_columns,
+            filter_by_created_timestamp=filter_by_created_timestamp,
+            parts=cfg.query_parallelism,
+        )
         json_cols = frozenset(out for spec in specs for out in spec.json_outputs)
         plan = QueryPlan(
             statement,
+            parts=parts if len(parts) > 1 else [],
             setup=[rows.create],
             teardown=[rows.drop],
             json_columns=json_cols,

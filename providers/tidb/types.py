@@ -130,6 +130,11 @@ def column_to_arrow(values: list, kind: pa.DataType, json_encoded: bool = False)
         if all(v is None or isinstance(v, list) for v in decoded):
             return pa.array(decoded)
         return pa.array([None if v is None else json.dumps(v) for v in decoded], type=pa.string())
+    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind):
+        try:  # pymysql's int/float/str/None as they are: Arrow converts them in C
+            return pa.array(values, type=kind)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pass  # DECIMAL, BIT(n) bytes, ...: value by value below
     return pa.array([_normalise(v, kind) for v in values], type=kind)
 
 

@@ -257,16 +257,25 @@ def test_point_in_time_join_one_view_with_ttl_and_created_filter():
     expected = """
         WITH _feast_fv0 AS (
           SELECT `driver_id`, `event_timestamp`, `driver_hourly__conv_rate` FROM (
-            SELECT e.`driver_id`, e.`event_timestamp`, s.`conv_rate` AS `driver_hourly__conv_rate`,
-              ROW_NUMBER() OVER (PARTITION BY e.`driver_id`, e.`event_timestamp`
-                                 ORDER BY s.`event_ts` DESC, s.`created` DESC) AS _feast_rn
-            FROM (SELECT DISTINCT `driver_id`, `event_timestamp` FROM `_feast_entity_x`) AS e
+            SELECT t.`driver_id`, t.`event_timestamp`, s.`conv_rate` AS `driver_hourly__conv_rate`,
+              ROW_NUMBER() OVER (PARTITION BY t.`driver_id`, t.`event_timestamp`
+                                 ORDER BY s.`created` DESC) AS _feast_rn
+            FROM (
+              SELECT DISTINCT e.`driver_id`, e.`event_timestamp`,
+                (SELECT MAX(s.`event_ts`) FROM `driver_stats` AS s
+                 WHERE s.`driver` = e.`driver_id` AND CAST(s.`driver` AS BINARY) = CAST(e.`driver_id` AS BINARY)
+                   AND s.`event_ts` <= e.`event_timestamp`
+                   AND s.`event_ts` >= DATE_SUB(e.`event_timestamp`, INTERVAL %s MICROSECOND)
+                   AND s.`created` <= e.`event_timestamp`
+                   AND s.`event_ts` >= %s AND s.`event_ts` <= %s) AS _feast_latest_ts
+              FROM (SELECT DISTINCT `driver_id`, `event_timestamp` FROM `_feast_entity_x`) AS e
+            ) AS t
             JOIN `driver_stats` AS s
-              ON s.`driver` = e.`driver_id` AND CAST(s.`driver` AS BINARY) = CAST(e.`driver_id` AS BINARY)
-             AND s.`event_ts` <= e.`event_timestamp`
-             AND s.`event_ts` >= DATE_SUB(e.`event_timestamp`, INTERVAL %s MICROSECOND)
-             AND s.`created` <= e.`event_timestamp`
-            WHERE s.`event_ts` >= %s AND s.`event_ts` <= %s
+              ON s.`driver` = t.`driver_id` AND CAST(s.`driver` AS BINARY) = CAST(t.`driver_id` AS BINARY)
+             AND s.`event_ts` <= t.`event_timestamp`
+             AND s.`event_ts` >= DATE_SUB(t.`event_timestamp`, INTERVAL %s MICROSECOND)
+             AND s.`created` <= t.`event_timestamp`
+             AND s.`event_ts` = t._feast_latest_ts
           ) AS r WHERE r._feast_rn = 1)
         SELECT e.`_feast_row_id`, _feast_fv0.`driver_hourly__conv_rate`
         FROM `_feast_entity_x` AS e
@@ -274,7 +283,7 @@ def test_point_in_time_join_one_view_with_ttl_and_created_filter():
         ORDER BY e.`_feast_row_id`
     """
     assert norm(text) == golden(expected)
-    assert params == [TTL_US, START_UTC, END_UTC]
+    assert params == [TTL_US, START_UTC, END_UTC, TTL_US]
     assert text.count("%s") == len(params)
     assert_naive(params)
     assert_no_values_in_text(text, TTL_US, START, START_UTC, END)
@@ -284,9 +293,9 @@ def test_point_in_time_join_created_filter_off_keeps_tie_break():
     view = sql.ViewQuery("v", "`t`", [("k", "k")], [("f", "f")], "ts", "created", 0)
     text, params = sql.point_in_time_join("ent", "ts", [view], [sql.ROW_ID])
     assert "s.`created` <= e.`ts`" not in text
-    assert "ORDER BY s.`ts` DESC, s.`created` DESC" in text
+    assert "ORDER BY s.`created` DESC" in text  # the latest event time is fixed: created decides
     assert "DATE_SUB" not in text  # ttl 0 is unbounded
-    assert "WHERE 1 = 1" in text
+    assert "AND 1 = 1) AS _feast_latest_ts" in text
     assert params == []
 
 
@@ -308,23 +317,39 @@ def test_point_in_time_join_two_views():
     )
     expected = """
         WITH _feast_fv0 AS (SELECT `user_id`, `event_timestamp`, `a__amt` FROM (
-            SELECT e.`user_id`, e.`event_timestamp`, s.`amt` AS `a__amt`,
-              ROW_NUMBER() OVER (PARTITION BY e.`user_id`, e.`event_timestamp`
+            SELECT t.`user_id`, t.`event_timestamp`, s.`amt` AS `a__amt`,
+              ROW_NUMBER() OVER (PARTITION BY t.`user_id`, t.`event_timestamp`
                                  ORDER BY s.`ts` DESC) AS _feast_rn
-            FROM (SELECT DISTINCT `user_id`, `event_timestamp` FROM `db`.`ent`) AS e
-            JOIN `s0` AS s ON s.`user_id` = e.`user_id` AND CAST(s.`user_id` AS BINARY) = CAST(e.`user_id` AS BINARY) AND s.`ts` <= e.`event_timestamp`
-            WHERE 1 = 1) AS r WHERE r._feast_rn = 1),
+            FROM (
+              SELECT DISTINCT e.`user_id`, e.`event_timestamp`,
+                (SELECT MAX(s.`ts`) FROM `s0` AS s
+                 WHERE s.`user_id` = e.`user_id` AND CAST(s.`user_id` AS BINARY) = CAST(e.`user_id` AS BINARY)
+                   AND s.`ts` <= e.`event_timestamp` AND 1 = 1) AS _feast_latest_ts
+              FROM (SELECT DISTINCT `user_id`, `event_timestamp` FROM `db`.`ent`) AS e) AS t
+            JOIN `s0` AS s ON s.`user_id` = t.`user_id` AND CAST(s.`user_id` AS BINARY) = CAST(t.`user_id` AS BINARY)
+             AND s.`ts` <= t.`event_timestamp` AND s.`ts` = t._feast_latest_ts
+          ) AS r WHERE r._feast_rn = 1),
         _feast_fv1 AS (SELECT `user_id`, `merchant_id`, `event_timestamp`, `b__cnt`, `b__sum` FROM (
-            SELECT e.`user_id`, e.`merchant_id`, e.`event_timestamp`,
+            SELECT t.`user_id`, t.`merchant_id`, t.`event_timestamp`,
               s.`cnt` AS `b__cnt`, s.`sum` AS `b__sum`,
-              ROW_NUMBER() OVER (PARTITION BY e.`user_id`, e.`merchant_id`, e.`event_timestamp`
-                                 ORDER BY s.`event_ts` DESC, s.`created` DESC) AS _feast_rn
-            FROM (SELECT DISTINCT `user_id`, `merchant_id`, `event_timestamp` FROM `db`.`ent`) AS e
+              ROW_NUMBER() OVER (PARTITION BY t.`user_id`, t.`merchant_id`, t.`event_timestamp`
+                                 ORDER BY s.`created` DESC) AS _feast_rn
+            FROM (
+              SELECT DISTINCT e.`user_id`, e.`merchant_id`, e.`event_timestamp`,
+                (SELECT MAX(s.`event_ts`) FROM (SELECT * FROM x WHERE c LIKE 'z%%') AS s
+                 WHERE s.`uid` = e.`user_id` AND CAST(s.`uid` AS BINARY) = CAST(e.`user_id` AS BINARY)
+                   AND s.`mid` = e.`merchant_id` AND CAST(s.`mid` AS BINARY) = CAST(e.`merchant_id` AS BINARY)
+                   AND s.`event_ts` <= e.`event_timestamp`
+                   AND s.`event_ts` >= DATE_SUB(e.`event_timestamp`, INTERVAL %s MICROSECOND)
+                   AND s.`event_ts` >= %s AND s.`event_ts` <= %s) AS _feast_latest_ts
+              FROM (SELECT DISTINCT `user_id`, `merchant_id`, `event_timestamp` FROM `db`.`ent`) AS e) AS t
             JOIN (SELECT * FROM x WHERE c LIKE 'z%%') AS s
-              ON s.`uid` = e.`user_id` AND CAST(s.`uid` AS BINARY) = CAST(e.`user_id` AS BINARY) AND s.`mid` = e.`merchant_id` AND CAST(s.`mid` AS BINARY) = CAST(e.`merchant_id` AS BINARY)
-             AND s.`event_ts` <= e.`event_timestamp`
-             AND s.`event_ts` >= DATE_SUB(e.`event_timestamp`, INTERVAL %s MICROSECOND)
-            WHERE s.`event_ts` >= %s AND s.`event_ts` <= %s) AS r WHERE r._feast_rn = 1)
+              ON s.`uid` = t.`user_id` AND CAST(s.`uid` AS BINARY) = CAST(t.`user_id` AS BINARY)
+             AND s.`mid` = t.`merchant_id` AND CAST(s.`mid` AS BINARY) = CAST(t.`merchant_id` AS BINARY)
+             AND s.`event_ts` <= t.`event_timestamp`
+             AND s.`event_ts` >= DATE_SUB(t.`event_timestamp`, INTERVAL %s MICROSECOND)
+             AND s.`event_ts` = t._feast_latest_ts
+          ) AS r WHERE r._feast_rn = 1)
         SELECT e.`_feast_row_id`, _feast_fv0.`a__amt`, _feast_fv1.`b__cnt`, _feast_fv1.`b__sum`
         FROM `db`.`ent` AS e
         LEFT JOIN _feast_fv0 ON _feast_fv0.`user_id` = e.`user_id` AND _feast_fv0.`event_timestamp` = e.`event_timestamp`
@@ -333,18 +358,47 @@ def test_point_in_time_join_two_views():
         ORDER BY e.`_feast_row_id`
     """
     assert norm(text) == golden(expected)
-    assert params == [86_400_000_000, START_UTC, END_UTC]
+    assert params == [86_400_000_000, START_UTC, END_UTC, 86_400_000_000]
     assert text.count("%s") == len(params)
     assert_naive(params)
     assert_no_values_in_text(text, 86_400_000_000, START, START_UTC, END)
+
+
+def test_point_in_time_join_parts_split_the_views_and_line_up_by_row_id():
+    views = [
+        sql.ViewQuery(f"v{i}", f"`s{i}`", [("k", "k")], [(f"f{i}", f"f{i}")], "ts", None, 100 + i)
+        for i in range(3)
+    ]
+    whole, whole_params = sql.point_in_time_join("ent", "ts", views, [sql.ROW_ID, "k", "ts"])
+    parts = sql.point_in_time_join_parts("ent", "ts", views, [sql.ROW_ID, "k", "ts"], parts=2)
+    assert len(parts) == 2
+    (first, first_params), (second, second_params) = parts
+    # The first part carries the entity columns; every part is in row-id order.
+    assert (
+        first.startswith("WITH _feast_fv0 AS")
+        and "SELECT e.`_feast_row_id`, e.`k`, e.`ts`," in first
+    )
+    assert "SELECT _feast_fv1.`f1` FROM" in second  # the entity columns come once
+    assert all(text.endswith("ORDER BY e.`_feast_row_id`") for text, _ in parts)
+    # Views 0 and 2 in the first part, view 1 in the second: each view exactly once.
+    assert "`f0`" in first and "`f2`" in first and "`f1`" not in first
+    assert "`f1`" in second and "`f0`" not in second
+    assert first_params == [100, 100, 102, 102] and second_params == [101, 101]
+    assert sorted(first_params + second_params) == sorted(whole_params)
+    # One part is the whole join; more parts than views is one view each.
+    assert sql.point_in_time_join_parts("ent", "ts", views, [sql.ROW_ID], parts=1) == [
+        sql.point_in_time_join("ent", "ts", views, [sql.ROW_ID])
+    ]
+    assert len(sql.point_in_time_join_parts("ent", "ts", views, [sql.ROW_ID], parts=8)) == 3
+    assert whole.count("%s") == len(whole_params)
 
 
 def test_point_in_time_join_params_follow_view_order():
     a = sql.ViewQuery("a", "`a`", [("k", "k")], [("x", "x")], "ts", None, 111, START, END)
     b = sql.ViewQuery("b", "`b`", [("k", "k")], [("y", "y")], "ts", None, 222, None, END)
     text, params = sql.point_in_time_join("ent", "ts", [a, b], [sql.ROW_ID])
-    assert params == [111, START_UTC, END_UTC, 222, END_UTC]
-    assert text.count("%s") == 5
+    assert params == [111, START_UTC, END_UTC, 111, 222, END_UTC, 222]
+    assert text.count("%s") == 7
 
 
 def test_point_in_time_join_view_without_join_keys():
@@ -352,11 +406,15 @@ def test_point_in_time_join_view_without_join_keys():
     text, params = sql.point_in_time_join("ent", "ts", [view], ["user_id", "ts"])
     expected = """
         WITH _feast_fv0 AS (SELECT `ts`, `n` FROM (
-            SELECT e.`ts`, s.`n` AS `n`,
-              ROW_NUMBER() OVER (PARTITION BY e.`ts` ORDER BY s.`ts` DESC) AS _feast_rn
-            FROM (SELECT DISTINCT `ts` FROM `ent`) AS e
-            JOIN `global_stats` AS s ON s.`ts` <= e.`ts`
-            WHERE 1 = 1) AS r WHERE r._feast_rn = 1)
+            SELECT t.`ts`, s.`n` AS `n`,
+              ROW_NUMBER() OVER (PARTITION BY t.`ts` ORDER BY s.`ts` DESC) AS _feast_rn
+            FROM (
+              SELECT DISTINCT e.`ts`,
+                (SELECT MAX(s.`ts`) FROM `global_stats` AS s WHERE s.`ts` <= e.`ts` AND 1 = 1)
+                  AS _feast_latest_ts
+              FROM (SELECT DISTINCT `ts` FROM `ent`) AS e) AS t
+            JOIN `global_stats` AS s ON s.`ts` <= t.`ts` AND s.`ts` = t._feast_latest_ts
+          ) AS r WHERE r._feast_rn = 1)
         SELECT e.`user_id`, e.`ts`, _feast_fv0.`n` FROM `ent` AS e
         LEFT JOIN _feast_fv0 ON _feast_fv0.`ts` = e.`ts`
         ORDER BY e.`_feast_row_id`

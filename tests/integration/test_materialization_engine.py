@@ -1,0 +1,183 @@
+"""The TiDB -> Redis engine writes exactly what Feast's own local engine writes, byte for byte."""
+
+from __future__ import annotations
+
+import datetime as dt
+from datetime import timedelta
+
+import pandas as pd
+import pytest
+import redis as redis_py
+from feast import Entity, FeatureStore, FeatureView, Field, ValueType
+from feast.repo_config import MaterializationConfig, RegistryConfig, RepoConfig
+from feast.types import Array, Bool, Float32, Float64, Int32, Int64, String
+
+from providers.tidb import TiDBSource
+from tests.utils.tables import create_table
+
+UTC = dt.UTC
+T0 = dt.datetime(2026, 2, 1, tzinfo=UTC)
+ENGINE = {"type": "providers.tidb.materialization.TiDBRedisEngine", "batch_rows": 100}
+USER = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+DEVICE = Entity(name="device", join_keys=["device_id"], value_type=ValueType.STRING)
+DDL = (
+    "user_id BIGINT, device_id VARCHAR(64), spend DOUBLE, n BIGINT, ratio FLOAT, small INT, "
+    "flag TINYINT(1), label VARCHAR(64), tags JSON, event_ts DATETIME(6), created_ts DATETIME(6)"
+)
+
+
+def _naive(ts: dt.datetime) -> dt.datetime:
+    return ts.astimezone(UTC).replace(tzinfo=None)
+
+
+@pytest.fixture
+def seeded(db):
+    """350 users (several Redis batches of 100), every type, NULLs, ties on event time."""
+    rows = []
+    for u in range(1, 351):
+        for k in range(3):
+            event = T0 + timedelta(hours=u % 7 + 24 * k)
+            rows.append(
+                {
+                    "user_id": u,
+                    "device_id": f"dév-{u % 50}",
+                    "spend": None if u % 11 == 0 else u * 1.5 + k,
+                    "n": None if u % 13 == 0 else u * 10 + k,
+                    "ratio": float(u) / 4,
+                    "small": -u,
+                    "flag": u % 2,
+                    "label": None if u % 17 == 0 else f"l{u}-{k}",
+                    "tags": None if u % 19 == 0 else f'["a{u}", "b{k}"]',
+                    "event_ts": _naive(event),
+                    "created_ts": _naive(event + timedelta(minutes=1)),
+                }
+            )
+        if u % 10 == 0:  # a second version of the last row, created later: it must win
+            rows.append(
+                {**rows[-1], "spend": -1.0, "created_ts": _naive(event + timedelta(hours=1))}
+            )
+    create_table(db, "engine_src", DDL, pd.DataFrame(rows))
+
+
+def _views() -> list[FeatureView]:
+    common = dict(timestamp_field="event_ts", created_timestamp_column="created_ts")
+    by_user = FeatureView(
+        name="by_user",
+        entities=[USER],
+        ttl=timedelta(0),
+        schema=[
+            Field(name="spend", dtype=Float64),
+            Field(name="n", dtype=Int64),
+            Field(name="ratio", dtype=Float32),
+            Field(name="small", dtype=Int32),
+            Field(name="flag", dtype=Bool),
+            Field(name="label", dtype=String),
+            Field(name="tags", dtype=Array(String)),
+        ],
+        source=TiDBSource(name="by_user_src", table="engine_src", json_columns=["tags"], **common),
+        online=True,
+    )
+    by_device = FeatureView(  # a STRING join key, and a field mapping
+        name="by_device",
+        entities=[DEVICE],
+        ttl=timedelta(0),
+        schema=[Field(name="amount", dtype=Float64)],
+        source=TiDBSource(
+            name="by_device_src", table="engine_src", field_mapping={"spend": "amount"}, **common
+        ),
+        online=True,
+    )
+    return [by_user, by_device]
+
+
+def _store(repo_config: RepoConfig, tmp_path, name: str, engine: dict | None) -> FeatureStore:
+    config = RepoConfig(
+        project=repo_config.project,
+        provider="local",
+        registry=RegistryConfig(path=str(tmp_path / f"{name}.db"), cache_ttl_seconds=0),
+        offline_store=repo_config.offline_store,
+        online_store=repo_config.online_store,
+        entity_key_serialization_version=3,
+        repo_path=tmp_path,
+        materialization=MaterializationConfig(pull_latest_features=True),
+        **({"batch_engine": engine} if engine else {}),
+    )
+    store = FeatureStore(config=config)
+    store.apply([USER, DEVICE, *_views()])
+    return store
+
+
+def _dump(client: redis_py.Redis) -> dict[bytes, dict[bytes, bytes]]:
+    return {key: client.hgetall(key) for key in client.scan_iter(count=1000)}
+
+
+def _run(store: FeatureStore, client: redis_py.Redis) -> dict[bytes, dict[bytes, bytes]]:
+    client.flushall()
+    # A later window first, then an earlier one: the earlier rows must not replace later ones.
+    store.materialize(T0 + timedelta(days=1, hours=12), T0 + timedelta(days=4))
+    store.materialize(T0 - timedelta(days=1), T0 + timedelta(days=1, hours=12))
+    return _dump(client)
+
+
+def test_engine_writes_what_feasts_local_engine_writes(repo_config, seeded, tmp_path, redis_server):
+    from providers.tidb.materialization import TiDBRedisEngine
+
+    client = redis_py.Redis.from_url(redis_server.url)
+    feast_store = _store(repo_config, tmp_path, "feast", None)
+    ours_store = _store(repo_config, tmp_path, "ours", ENGINE)
+    assert isinstance(ours_store._get_provider().batch_engine, TiDBRedisEngine)
+    theirs = _run(feast_store, client)
+    ours = _run(ours_store, client)
+    assert len(theirs) == 350 + 50  # every user and device
+    assert ours.keys() == theirs.keys()
+    different = [k for k in theirs if ours[k] != theirs[k]]
+    assert not different, (different[:3], [ours[k] for k in different[:1]], theirs[different[0]])
+    # And the values are the right ones: the latest row, ties to the latest created.
+    values = ours_store.get_online_features(
+        features=["by_user:spend", "by_user:label", "by_user:tags", "by_device:amount"],
+        entity_rows=[{"user_id": 10, "device_id": "dév-10"}, {"user_id": 19, "device_id": "x"}],
+    ).to_dict()
+    assert values["spend"][0] == -1.0 and values["label"][0] == "l10-2"
+    assert values["tags"][1] is None and values["amount"][1] is None
+
+
+def test_engine_hands_other_views_to_feasts_local_engine(
+    repo_config, seeded, tmp_path, redis_server
+):
+    """A view the fast path does not handle (here a BatchFeatureView) is Feast's to materialize."""
+    from feast import BatchFeatureView
+
+    from providers.tidb.materialization import TiDBRedisEngine
+
+    view = BatchFeatureView(
+        name="batch_view",
+        entities=[USER],
+        ttl=timedelta(0),
+        schema=[Field(name="spend", dtype=Float64)],
+        source=TiDBSource(
+            name="batch_src",
+            table="engine_src",
+            timestamp_field="event_ts",
+            created_timestamp_column="created_ts",
+        ),
+        online=True,
+    )
+    store = _store(repo_config, tmp_path, "fallback", ENGINE)
+    store.apply([view])
+    engine = store._get_provider().batch_engine
+    assert isinstance(engine, TiDBRedisEngine)
+    assert not engine._fast_path(_task(store, view))
+    store.materialize(T0 - timedelta(days=1), T0 + timedelta(days=4), feature_views=["batch_view"])
+    got = store.get_online_features(features=["batch_view:spend"], entity_rows=[{"user_id": 10}])
+    assert got.to_dict()["spend"] == [-1.0]
+
+
+def _task(store: FeatureStore, view):
+    from feast.infra.common.materialization_job import MaterializationTask
+
+    return MaterializationTask(
+        project=store.project,
+        feature_view=view,
+        start_time=T0,
+        end_time=T0 + timedelta(days=1),
+    )
