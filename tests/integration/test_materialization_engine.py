@@ -90,13 +90,16 @@ def _views() -> list[FeatureView]:
     return [by_user, by_device]
 
 
-def _store(repo_config: RepoConfig, tmp_path, name: str, engine: dict | None) -> FeatureStore:
+def _store(
+    repo_config: RepoConfig, tmp_path, name: str, engine: dict | None, ttl: int | None = None
+) -> FeatureStore:
+    online = repo_config.online_store.model_copy(update={"key_ttl_seconds": ttl})
     config = RepoConfig(
         project=repo_config.project,
         provider="local",
         registry=RegistryConfig(path=str(tmp_path / f"{name}.db"), cache_ttl_seconds=0),
         offline_store=repo_config.offline_store,
-        online_store=repo_config.online_store,
+        online_store=online,
         entity_key_serialization_version=3,
         repo_path=tmp_path,
         materialization=MaterializationConfig(pull_latest_features=True),
@@ -119,12 +122,16 @@ def _run(store: FeatureStore, client: redis_py.Redis) -> dict[bytes, dict[bytes,
     return _dump(client)
 
 
-def test_engine_writes_what_feasts_local_engine_writes(repo_config, seeded, tmp_path, redis_server):
+# No key TTL: compared and written by the Lua script. A TTL: Feast's two pipelines.
+@pytest.mark.parametrize("ttl", [None, 3600])
+def test_engine_writes_what_feasts_local_engine_writes(
+    repo_config, seeded, tmp_path, redis_server, ttl
+):
     from providers.tidb.materialization import TiDBRedisEngine
 
     client = redis_py.Redis.from_url(redis_server.url)
-    feast_store = _store(repo_config, tmp_path, "feast", None)
-    ours_store = _store(repo_config, tmp_path, "ours", ENGINE)
+    feast_store = _store(repo_config, tmp_path, "feast", None, ttl)
+    ours_store = _store(repo_config, tmp_path, "ours", ENGINE, ttl)
     assert isinstance(ours_store._get_provider().batch_engine, TiDBRedisEngine)
     theirs = _run(feast_store, client)
     ours = _run(ours_store, client)
@@ -132,6 +139,8 @@ def test_engine_writes_what_feasts_local_engine_writes(repo_config, seeded, tmp_
     assert ours.keys() == theirs.keys()
     different = [k for k in theirs if ours[k] != theirs[k]]
     assert not different, (different[:3], [ours[k] for k in different[:1]], theirs[different[0]])
+    some_key = next(iter(ours))
+    assert (client.ttl(some_key) > 0) == (ttl is not None)
     # And the values are the right ones: the latest row, ties to the latest created.
     values = ours_store.get_online_features(
         features=["by_user:spend", "by_user:label", "by_user:tags", "by_device:amount"],
