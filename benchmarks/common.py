@@ -150,6 +150,20 @@ def stack(keep: bool = False) -> Iterator[dict[str, str]]:
             shutil.rmtree(base, ignore_errors=True)
 
 
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        for children in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                kids = [int(k) for k in children.read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 def _vm_hwm_mib(pid: int) -> float:
     """The process's peak resident memory so far (VmHWM), MiB; 0 once it is gone."""
     try:
@@ -169,20 +183,22 @@ def run_measured(
 ) -> dict:
     """Run `cmd` to completion: wall seconds and the peak resident memory of the process (MiB).
 
-    Peak memory is the process's own high-water mark (VmHWM), read every 20 ms while it runs.
+    Peak memory is the process's own high-water mark (VmHWM), read every 20 ms while it runs,
+    plus that of every child it forks (summed: an upper bound when children do not overlap).
     Not `ru_maxrss` from wait4: Linux carries the forking parent's peak into the child across
     exec, so every child of a big benchmark process would report the parent's size. Database
     servers are separate processes and are not counted.
     """
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115 (closed below)
     started = time.perf_counter()
-    peak = 0.0
+    peaks: dict[int, float] = {}  # pid -> its VmHWM, for the process and its descendants
     try:
         proc = subprocess.Popen(
             cmd, env={**os.environ, **(env or {})}, cwd=cwd, stdout=out, stderr=subprocess.STDOUT
         )
         while proc.poll() is None:
-            peak = max(peak, _vm_hwm_mib(proc.pid))
+            for pid in [proc.pid, *_descendants(proc.pid)]:
+                peaks[pid] = max(peaks.get(pid, 0.0), _vm_hwm_mib(pid))
             time.sleep(0.02)
     finally:
         if log:
@@ -191,7 +207,7 @@ def run_measured(
     if proc.returncode != 0:
         tail = log.read_text()[-3000:] if log and log.exists() else ""
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}\n{tail}")
-    return {"wall_s": wall, "peak_rss_mib": peak}
+    return {"wall_s": wall, "peak_rss_mib": sum(peaks.values())}
 
 
 def python() -> str:

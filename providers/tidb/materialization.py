@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import logging
 import struct
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -61,6 +61,13 @@ class TiDBRedisEngineConfig(FeastConfigBaseModel):
     )
     batch_rows: StrictInt = Field(
         50_000, ge=100, le=1_000_000, description="Rows per Redis read/write pipeline."
+    )
+    processes: StrictInt = Field(
+        2,
+        ge=1,
+        le=64,
+        description="Processes writing views at once (forked; 1: all in this process). The work "
+        "is Python-bound, so more than the cores available does not help.",
     )
 
 
@@ -212,10 +219,80 @@ def _stored_nanos(raw: bytes | None) -> int:
 class TiDBRedisEngine(LocalComputeEngine):
     """Feast's local engine, with a fast path for TiDB feature views materialized into Redis."""
 
-    def __init__(self, batch_rows: int = 50_000, **kwargs: Any):
+    def __init__(self, batch_rows: int = 50_000, processes: int = 2, **kwargs: Any):
         kwargs.pop("type", None)
         super().__init__(**kwargs)
-        self.batch_rows = TiDBRedisEngineConfig(batch_rows=batch_rows).batch_rows
+        settings = TiDBRedisEngineConfig(batch_rows=batch_rows, processes=processes)
+        self.batch_rows = settings.batch_rows
+        self.processes = settings.processes
+
+    @property
+    def supports_batch(self) -> bool:
+        """Feast hands every view's task over in one `materialize` call."""
+        return True
+
+    def materialize(
+        self,
+        registry: BaseRegistry,
+        tasks: MaterializationTask | list[MaterializationTask],
+        **kwargs: Any,
+    ) -> list[Any]:
+        tasks = [tasks] if isinstance(tasks, MaterializationTask) else list(tasks)
+        kwargs.pop("lineage_parent", None)
+        fast = [t for t in tasks if self._fast_path(t)]
+        done: dict[int, LocalMaterializationJob] = {}
+        if self.processes > 1 and len(fast) > 1:
+            done = self._materialize_forked(registry, fast)
+        return [done.get(id(t)) or self._materialize_one(registry, t, **kwargs) for t in tasks]
+
+    def _materialize_forked(
+        self, registry: BaseRegistry, tasks: list[MaterializationTask]
+    ) -> dict[int, LocalMaterializationJob]:
+        """Views split over `processes` forked children. The registry is read here, before the
+        fork; each child opens its own TiDB and Redis connections and reports through a pipe."""
+        import multiprocessing
+        import os
+
+        plans = [(task, self._columns(registry, task)) for task in tasks]
+        context = multiprocessing.get_context("fork")
+        n = min(self.processes, len(plans))
+        children = []
+        for group in (plans[k::n] for k in range(n)):
+            reader, writer = context.Pipe(duplex=False)
+
+            def run(group=group, writer=writer) -> None:
+                outcome: list[str | None] = []
+                for task, columns in group:
+                    try:
+                        self._write_view(task, columns)
+                        outcome.append(None)
+                    except Exception as exc:  # reported to the parent, which fails the job
+                        outcome.append(f"{type(exc).__name__}: {exc}")
+                writer.send(outcome)
+                writer.close()
+                os._exit(0)  # not the parent's atexit handlers
+
+            process = context.Process(target=run, name="tidb-materialize")
+            process.start()
+            writer.close()
+            children.append((process, reader, group))
+        jobs = {}
+        for process, reader, group in children:
+            try:
+                outcome = reader.recv()
+            except EOFError:
+                outcome = [f"the writer process died (exit code {process.exitcode})"] * len(group)
+            process.join()
+            for (task, _), error in zip(group, outcome, strict=True):
+                job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
+                jobs[id(task)] = (
+                    LocalMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED)
+                    if error is None
+                    else LocalMaterializationJob(
+                        job_id, MaterializationJobStatus.ERROR, error=RuntimeError(error)
+                    )
+                )
+        return jobs
 
     def _fast_path(self, task: MaterializationTask) -> bool:
         from feast.infra.online_stores.redis import RedisOnlineStoreConfig
@@ -246,16 +323,23 @@ class TiDBRedisEngine(LocalComputeEngine):
             return LocalMaterializationJob(job_id, MaterializationJobStatus.ERROR, error=exc)
         return LocalMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED)
 
-    def materialize_view(
-        self,
-        registry: BaseRegistry,
-        task: MaterializationTask,
-        progress: Callable[[int], Any] | None = None,
-    ) -> int:
+    def materialize_view(self, registry: BaseRegistry, task: MaterializationTask) -> int:
         """Pull the latest row per key in the window and write the newer ones; rows written."""
+        return self._write_view(task, self._columns(registry, task))
+
+    @staticmethod
+    def _columns(registry: BaseRegistry, task: MaterializationTask) -> tuple:
+        """(join key columns, feature columns, timestamp field, created field) in the source."""
+        from feast.utils import _get_column_names
+
+        view = task.feature_view
+        entities = [registry.get_entity(name, task.project) for name in view.entities]
+        return _get_column_names(view, entities)
+
+    def _write_view(self, task: MaterializationTask, columns: tuple) -> int:
         from feast.infra.online_stores.helpers import _mmh3
         from feast.infra.online_stores.redis import _versioned_fv_name
-        from feast.utils import _get_column_names, _run_pyarrow_field_mapping
+        from feast.utils import _run_pyarrow_field_mapping
 
         from providers.tidb.source import TiDBSource
 
@@ -263,8 +347,7 @@ class TiDBRedisEngine(LocalComputeEngine):
         source = view.batch_source
         assert isinstance(source, TiDBSource)  # _fast_path checked it
         config = self.repo_config
-        entities = [registry.get_entity(name, task.project) for name in view.entities]
-        join_columns, feature_columns, ts_field, created_field = _get_column_names(view, entities)
+        join_columns, feature_columns, ts_field, created_field = columns
         statement = sql.latest_for_online(
             source.get_table_query_string(),
             join_columns,
@@ -311,8 +394,6 @@ class TiDBRedisEngine(LocalComputeEngine):
                     values,
                     online.key_ttl_seconds,
                 )
-            if progress is not None:
-                progress(batch.num_rows)
         log.info("materialized %s: %d of %d rows written", view.name, written, table.num_rows)
         return written
 

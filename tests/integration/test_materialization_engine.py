@@ -18,6 +18,7 @@ from tests.utils.tables import create_table
 UTC = dt.UTC
 T0 = dt.datetime(2026, 2, 1, tzinfo=UTC)
 ENGINE = {"type": "providers.tidb.materialization.TiDBRedisEngine", "batch_rows": 100}
+IN_PROCESS = {**ENGINE, "processes": 1}
 USER = Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
 DEVICE = Entity(name="device", join_keys=["device_id"], value_type=ValueType.STRING)
 DDL = (
@@ -123,15 +124,16 @@ def _run(store: FeatureStore, client: redis_py.Redis) -> dict[bytes, dict[bytes,
 
 
 # No key TTL: compared and written by the Lua script. A TTL: Feast's two pipelines.
-@pytest.mark.parametrize("ttl", [None, 3600])
+# Views written by forked processes (the default), or all in this process.
+@pytest.mark.parametrize(("ttl", "engine"), [(None, ENGINE), (3600, ENGINE), (None, IN_PROCESS)])
 def test_engine_writes_what_feasts_local_engine_writes(
-    repo_config, seeded, tmp_path, redis_server, ttl
+    repo_config, seeded, tmp_path, redis_server, ttl, engine
 ):
     from providers.tidb.materialization import TiDBRedisEngine
 
     client = redis_py.Redis.from_url(redis_server.url)
     feast_store = _store(repo_config, tmp_path, "feast", None, ttl)
-    ours_store = _store(repo_config, tmp_path, "ours", ENGINE, ttl)
+    ours_store = _store(repo_config, tmp_path, "ours", engine, ttl)
     assert isinstance(ours_store._get_provider().batch_engine, TiDBRedisEngine)
     theirs = _run(feast_store, client)
     ours = _run(ours_store, client)
@@ -190,3 +192,24 @@ def _task(store: FeatureStore, view):
         start_time=T0,
         end_time=T0 + timedelta(days=1),
     )
+
+
+def test_a_view_failing_in_a_writer_process_fails_materialize(
+    repo_config, seeded, tmp_path, redis_server
+):
+    broken = FeatureView(
+        name="broken",
+        entities=[USER],
+        ttl=timedelta(0),
+        schema=[Field(name="spend", dtype=Float64)],
+        source=TiDBSource(name="broken_src", table="engine_src", timestamp_field="event_ts"),
+        online=True,
+    )
+    store = _store(repo_config, tmp_path, "broken", ENGINE)
+    store.apply([broken])
+    from providers.tidb.connection import connect
+
+    with connect(repo_config.offline_store) as conn, conn.cursor() as cur:
+        cur.execute("DROP TABLE engine_src")  # every view now reads a table that is gone
+    with pytest.raises(Exception, match="engine_src"):
+        store.materialize(T0 - timedelta(days=1), T0 + timedelta(days=4))
