@@ -5,6 +5,7 @@ Configured in feature_store.yaml:
     batch_engine:
       type: providers.tidb.materialization.TiDBRedisEngine
       batch_rows: 50000
+      processes: 2
 
 Feast's local engine converts every value through pandas-aware helpers, serializes every entity
 key and hashes every field name per row, and writes with redis-py one command at a time:
@@ -21,7 +22,8 @@ later) and does the per-row work once per view or per column instead:
 - scalar values become ValueProto bytes straight from Arrow columns (lists and other types go
   through Feast's `python_values_to_proto_values`);
 - Redis compares and writes inside one Lua script call per 500 keys (`WRITE_NEWER`); a Redis
-  Cluster or key TTLs take Feast's way instead: a pipeline of reads, then one of writes.
+  Cluster or Sentinel, or key TTLs, take Feast's way instead: a pipeline of reads, then writes;
+- the views are written by `processes` forked processes at once (the work is Python-bound).
 
 Anything else (a non-TiDB source, another online store, a batch feature view with a transform)
 is handed to Feast's own local engine. tests/integration/test_materialization_engine.py holds
