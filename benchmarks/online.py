@@ -177,12 +177,22 @@ def cross_check(ours: Server, feast: Server, sample: list[dict]) -> int:
     """Both servers return the same value for every feature of every sampled entity."""
     import httpx
 
+    def post(url: str, body: dict) -> httpx.Response:
+        # feast serve's workers can die while booting (seen: "Command Out of Sync" from its SQL
+        # registry's pymysql connection as several workers start at once); gunicorn restarts them.
+        for attempt in range(10):
+            try:
+                return httpx.post(url, json=body, timeout=30)
+            except httpx.TransportError:
+                if attempt == 9:
+                    raise
+                time.sleep(1)
+        raise AssertionError("unreachable")
+
     checked = 0
     for entity in sample:
-        a = httpx.post(
-            f"{ours.url}/v1/models/{SERVICE}/predict", json=ours_body(entity), timeout=30
-        )
-        b = httpx.post(f"{feast.url}/get-online-features", json=feast_body(entity), timeout=30)
+        a = post(f"{ours.url}/v1/models/{SERVICE}/predict", ours_body(entity))
+        b = post(f"{feast.url}/get-online-features", feast_body(entity))
         a.raise_for_status()
         b.raise_for_status()
         served = a.json()["predictions"][0]["features"]

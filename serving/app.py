@@ -191,16 +191,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
         app.state.views = {}
         for name in settings.models:
-            app.state.reader.supported(
-                name
-            )  # resolve the read plan now, not in a request  # feature name -> view, for the log's column names
+            app.state.reader.supported(name)  # resolve the read plan now, not in a request
+            # feature name -> view, for the log's column names
             svc = store.get_feature_service(name)
             app.state.views[name] = {
                 f.name: p.name_to_use() for p in svc.feature_view_projections for f in p.features
             }
         app.state.push_models = {}
         app.state.logger = ServedFeatureLogger(
-            store, settings.log_flush_seconds, settings.log_queue_rows
+            str(settings.feature_repo), settings.log_flush_seconds, settings.log_queue_rows
         )
         app.state.logger.start()
         try:

@@ -1,18 +1,42 @@
-"""Served-feature logging through Feast feature logging, off the request path.
+"""Served-feature logging through Feast feature logging, off the request path and out of its process.
 
-Requests enqueue their rows; a background thread writes them to TiDB in batches with
-`FeatureStore.write_logged_features` (the feature service's `TiDBLoggingDestination`). Stopping
-drains the queue, so nothing queued is lost on shutdown. If the queue is full (TiDB down for a
-long time), requests wait for room rather than drop rows.
+Requests hand their rows to a writer process over a pipe (`ServedFeatureLogger.enqueue`: rows
+are buffered for `SEND_SECONDS` and sent as one pickle, one write and one wake-up of the writer per
+batch; nothing waits for TiDB). The writer process (`_writer_main`, its own
+`FeatureStore` from the same repo and environment) buffers them and writes them to TiDB in batches
+with `FeatureStore.write_logged_features` (the feature service's `TiDBLoggingDestination`) every
+`flush_seconds`.
+
+Why a process and not a thread: building the Arrow table and the pymysql insert are Python work
+that holds the GIL; in a thread of the serving process they stalled the requests that arrived
+during a flush (the p99 of `benchmarks/online.py` at concurrency 1 was 27 ms with a thread; see
+docs/benchmarks.md). Processes share the cores without sharing a lock.
+
+What is not lost:
+- stopping (`stop`, the app's shutdown) sends an end marker; the writer drains the pipe, writes
+  everything, then exits, and `stop` waits for it;
+- SIGINT/SIGTERM sent to the whole process group (Ctrl-C, `docker stop`) are ignored by the
+  writer: it finishes when the server tells it to, or when the pipe closes because the server died;
+- a failed write (TiDB down) is retried at the next flush; when `max_rows` rows are waiting, the
+  writer stops reading the pipe, so requests wait for room instead of dropping rows.
+What can be lost: rows a writer held when it was itself killed (e.g. by the OOM killer). The next
+batch sent finds the pipe broken, logs an error and starts a new writer.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import logging
+import multiprocessing
+import os
 import queue
+import signal
 import threading
+import time
 from collections import defaultdict
+from multiprocessing.connection import Connection
 from typing import Any
 
 import pyarrow as pa
@@ -21,12 +45,164 @@ from feast.feature_logging import FeatureServiceLoggingSource
 
 log = logging.getLogger(__name__)
 
+SEND_SECONDS = 0.05  # how long rows wait in the serving process before going to the writer
+
+# Writers are forked from a server process that has imported Feast once (fast to start, and safe:
+# the server has no threads, unlike the serving process with uvicorn's and anyio's).
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload([__name__])
+
 
 class ServedFeatureLogger:
+    """The serving side: starts the writer process and hands it rows."""
+
+    def __init__(self, repo_path: str, flush_seconds: float = 1.0, max_rows: int = 100_000):
+        self.repo_path = str(repo_path)
+        self.flush_seconds = flush_seconds
+        self.max_rows = max_rows
+        self.process: multiprocessing.process.BaseProcess | None = None
+        self._conn: Connection | None = None
+        self._lock = threading.Lock()  # enqueue may be called from the loop and from threads
+        self._buffer: list[tuple[str, list[dict[str, Any]]]] = []
+        self._send_scheduled = False
+
+    def start(self, timeout: float = 120.0) -> None:
+        """Start a writer and wait until it is ready: signals ignored, its FeatureStore loaded."""
+        ours, theirs = _CONTEXT.Pipe()
+        self.process = _CONTEXT.Process(
+            target=_writer_main,
+            args=(theirs, self.repo_path, dict(os.environ), self.flush_seconds, self.max_rows),
+            name="served-feature-log",
+            daemon=False,  # must outlive a stopping parent long enough to flush
+        )
+        self.process.start()
+        theirs.close()  # the writer's end; closing ours lets it see EOF if we die
+        try:
+            ready = ours.recv() if ours.poll(timeout) else f"not ready after {timeout:.0f} s"
+        except EOFError:
+            self.process.join(5)
+            ready = f"exited with {self.process.exitcode}"
+        if ready != "ready":
+            self.process.kill()
+            raise RuntimeError(f"The served-feature log writer could not start: {ready}")
+        self._conn = ours
+
+    def enqueue(self, service: str, rows: list[dict[str, Any]]) -> None:
+        """Buffer the rows; they go to the writer `SEND_SECONDS` later, with the rows of the
+        requests in between (one pipe write and one wake-up of the writer per batch, not per
+        request). Without a running event loop, they are sent at once."""
+        if not rows:
+            return
+        with self._lock:
+            self._buffer.append((service, rows))
+            if self._send_scheduled:
+                return
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._send_locked()
+                return
+            self._send_scheduled = True
+        loop.call_later(SEND_SECONDS, self._send)
+
+    def _send(self) -> None:
+        with self._lock:
+            self._send_locked()
+
+    def _send_locked(self) -> None:
+        self._send_scheduled = False
+        if not self._buffer or self._conn is None:
+            return
+        batch, self._buffer = self._buffer, []
+        try:
+            self._conn.send(batch)
+        except OSError:  # BrokenPipeError: the writer died
+            log.error(
+                "The served-feature log writer (pid %s) died with exit code %s; rows it "
+                "held but had not written are lost. Starting a new writer.",
+                self.process.pid if self.process else None,
+                self.process.exitcode if self.process else None,
+            )
+            self._conn.close()
+            self.start()
+            self._conn.send(batch)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Tell the writer to write everything it has and exit; wait up to `timeout` seconds.
+
+        The writer answers over the pipe when it is done; its exit code alone is not enough (a
+        fork server killed by a signal to the process group reports 255 for a writer that is
+        still running and writing).
+        """
+        with self._lock:
+            if self._conn is None or self.process is None:
+                return
+            self._send_locked()  # what is still buffered
+            conn, self._conn = self._conn, None
+            try:
+                conn.send(None)
+                answer = conn.recv() if conn.poll(timeout) else None
+            except (OSError, EOFError):
+                answer = "gone"
+            conn.close()
+            if answer is None:
+                log.error(
+                    "The served-feature log writer did not finish within %.0f s; stopping it. "
+                    "Rows it had not written are lost.",
+                    timeout,
+                )
+                self.process.kill()
+            elif answer != "done":
+                log.error("The served-feature log writer stopped early: %s", answer)
+            self.process.join(5)
+
+
+def _writer_main(
+    conn: Connection, repo_path: str, environ: dict[str, str], flush_seconds: float, max_rows: int
+) -> None:
+    """The writer process: read (service, rows) until the end marker or EOF, write in batches."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    os.setsid()  # out of the server's process group: a signal to the group does not reach us
+    os.environ.clear()  # the server's environment now, not the fork server's from its start
+    os.environ.update(environ)
+    logging.basicConfig(level=logging.INFO)
+    try:
+        writer = BatchWriter(FeatureStore(repo_path=repo_path), flush_seconds, max_rows)
+    except Exception as exc:
+        conn.send(f"{type(exc).__name__}: {exc}")
+        raise
+    writer.start()
+    conn.send("ready")
+    try:
+        while True:
+            try:
+                item = conn.recv()
+            except EOFError:  # the server died without saying so: write what we have
+                break
+            if item is None:
+                break
+            for service, rows in item:
+                writer.enqueue(service, rows)
+    finally:
+        writer.stop()
+        lost = writer.pending()
+        with contextlib.suppress(OSError):
+            conn.send("done" if not lost else f"{lost} rows could not be written")
+
+
+class BatchWriter:
+    """Buffers rows and writes them with `write_logged_features` every `flush_seconds` (a thread).
+
+    A failed write keeps its rows for the next flush. `enqueue` waits while `max_rows` rows are
+    buffered. `stop` writes everything, retrying failed writes for up to `retry_seconds`.
+    """
+
     def __init__(self, store: FeatureStore, flush_seconds: float = 1.0, max_rows: int = 100_000):
         self.store = store
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=max_rows)
+        self._failed: dict[str, list[dict[str, Any]]] = defaultdict(list)  # flush thread only
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="served-feature-log", daemon=True)
         self._schemas: dict[str, pa.Schema] = {}
@@ -40,16 +216,22 @@ class ServedFeatureLogger:
         for row in rows:
             self._queue.put((service, row))
 
-    def stop(self, timeout: float = 30.0) -> None:
-        """Flush everything queued, then stop."""
+    def pending(self) -> int:
+        return self._queue.qsize() + sum(len(rows) for rows in self._failed.values())
+
+    def stop(self, retry_seconds: float = 25.0) -> None:
+        """Write everything buffered, then stop; failed writes are retried for `retry_seconds`."""
         self._stop.set()
-        self._thread.join(timeout)
-        self._flush()  # whatever arrived after the thread's last pass
+        self._thread.join()
+        deadline = time.monotonic() + retry_seconds
+        while self._flush() and time.monotonic() < deadline:
+            time.sleep(min(self.flush_seconds, 1.0))
+        if self.pending():
+            log.error("%d served-feature rows could not be written and are lost.", self.pending())
 
     def _run(self) -> None:
         while not self._stop.wait(self.flush_seconds):
             self._flush()
-        self._flush()
 
     def _schema(self, service: str) -> pa.Schema:
         if service not in self._schemas:
@@ -59,8 +241,9 @@ class ServedFeatureLogger:
             ).get_schema(self.store.registry)
         return self._schemas[service]
 
-    def _flush(self) -> None:
-        batches: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    def _flush(self) -> bool:
+        """Write what is buffered; True when something could not be written."""
+        batches, self._failed = self._failed, defaultdict(list)
         while True:
             try:
                 service, row = self._queue.get_nowait()
@@ -68,11 +251,14 @@ class ServedFeatureLogger:
                 break
             batches[service].append(row)
         for service, rows in batches.items():
-            schema = self._schema(service)
-            table = pa.Table.from_pylist(
-                [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema
-            )
+            if self._failed:  # an earlier service failed: TiDB is down, keep the rest for later
+                self._failed[service] = rows
+                continue
             try:
+                schema = self._schema(service)
+                table = pa.Table.from_pylist(
+                    [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema
+                )
                 self.store.write_logged_features(
                     logs=table, source=self.store.get_feature_service(service)
                 )
@@ -80,12 +266,11 @@ class ServedFeatureLogger:
             except Exception:
                 self.failures += 1
                 log.exception(
-                    "Writing %d served-feature rows failed; they are put back in the queue.",
+                    "Writing %d served-feature rows failed; they are retried at the next flush.",
                     len(rows),
                 )
-                for row in rows:
-                    self._queue.put((service, row))
-                return
+                self._failed[service] = rows
+        return bool(self._failed)
 
 
 def log_rows(

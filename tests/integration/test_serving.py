@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
 import time
 
 import pymysql
@@ -202,6 +204,14 @@ def test_every_served_vector_is_logged_with_its_request_id(stack, db):
                 "/v1/models/withdrawal_fraud/predict",
                 json={"entities": [{"user_id": u, "amount": 10.0 * u} for u in (4, 5, 6)]},
             ).json()
+            writer = app.state.logger.process
+            assert writer.pid != os.getpid()  # written outside the serving process
+            # Ctrl-C or `docker stop` signal the whole group: the writer waits for the server.
+            os.kill(writer.pid, signal.SIGINT)
+            os.kill(writer.pid, signal.SIGTERM)
+            time.sleep(0.3)
+            assert writer.is_alive()
+    assert writer.exitcode == 0  # stopped by the server's shutdown, after writing
     ids = {p["request_id"] for p in out["predictions"]}
     logged = rows(
         db,
@@ -218,6 +228,37 @@ def test_every_served_vector_is_logged_with_its_request_id(stack, db):
             and amount == served[request_id]["entity"]["amount"]
         )
         assert count == served[request_id]["features"]["txn_count_30d"]["value"]
+
+
+def test_a_killed_log_writer_is_replaced_and_later_rows_are_logged(client, db):
+    def predict(user: int) -> str:
+        out = client.post(
+            "/v1/models/withdrawal_fraud/predict",
+            json={"entities": [{"user_id": user, "amount": 12.5}]},
+        )
+        assert out.status_code == 200
+        return out.json()["predictions"][0]["request_id"]
+
+    def logged(request_id: str) -> bool:
+        return bool(
+            rows(db, "SELECT 1 FROM served_withdrawal_fraud WHERE `__request_id` = %s", request_id)
+        )
+
+    logger = client.app.state.logger
+    first = predict(7)
+    deadline = time.monotonic() + 10
+    while not logged(first) and time.monotonic() < deadline:  # flushed every 0.2 s
+        time.sleep(0.1)
+    assert logged(first)
+    killed = logger.process
+    os.kill(killed.pid, signal.SIGKILL)
+    killed.join(5)
+    second = predict(8)  # sending its row finds the pipe broken; a new writer takes the row
+    deadline = time.monotonic() + 10
+    while not logged(second) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logged(second)
+    assert logger.process.pid != killed.pid and logger.process.is_alive()
 
 
 def test_redis_down_gives_503_fast_and_recovers_without_restart(stack, client):
