@@ -20,6 +20,7 @@ import uuid
 from contextlib import asynccontextmanager
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -157,7 +158,10 @@ def _push_model(store, source: str) -> type[BaseModel]:
 
 
 def _json_value(value: Any) -> Any:
-    """JSON has no NaN or infinity: such a value (e.g. a ratio with no history) is served as null."""
+    """JSON has no NaN or infinity: such a value (e.g. a ratio with no history) is served as null.
+    NumPy scalars become Python ones."""
+    if isinstance(value, np.generic):
+        value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -287,12 +291,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             )
         state.logger.enqueue(model, log_rows(rows, served, request_ids, state.views[model]))
         metrics.latency.labels("predict", model).observe(time.perf_counter() - started)
-        return {
-            "model": model,
-            "model_version": artefact.version,
-            "threshold": artefact.threshold,
-            "predictions": predictions,
-        }
+        # Plain JSON types only, so the body is encoded as it is: FastAPI's jsonable_encoder walk
+        # of the nested dicts was a quarter of a request's CPU (py-spy, benchmarks/online.py).
+        return JSONResponse(
+            {
+                "model": model,
+                "model_version": artefact.version,
+                "threshold": artefact.threshold,
+                "predictions": predictions,
+            }
+        )
 
     @app.post("/v1/push/{source}")
     async def push(source: str, body: Events, request: Request):
