@@ -206,8 +206,6 @@ class BatchWriter:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="served-feature-log", daemon=True)
         self._schemas: dict[str, pa.Schema] = {}
-        self.written = 0
-        self.failures = 0
 
     def start(self) -> None:
         self._thread.start()
@@ -262,9 +260,7 @@ class BatchWriter:
                 self.store.write_logged_features(
                     logs=table, source=self.store.get_feature_service(service)
                 )
-                self.written += len(rows)
             except Exception:
-                self.failures += 1
                 log.exception(
                     "Writing %d served-feature rows failed; they are retried at the next flush.",
                     len(rows),
