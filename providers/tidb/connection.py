@@ -12,7 +12,7 @@ import pyarrow as pa
 import pymysql
 import pymysql.cursors
 
-from providers.tidb import sql, types
+from providers.tidb import sql, textrows, types
 
 if TYPE_CHECKING:
     from providers.tidb.offline_store import TiDBOfflineStoreConfig
@@ -125,8 +125,13 @@ def query_to_arrow(
     json_columns: set[str] | frozenset[str] = frozenset(),
     drop_columns: set[str] | frozenset[str] = frozenset(),
     fetch_rows: int = 50_000,
+    vectorised: bool = True,
 ) -> pa.Table:
-    """Run a query with an unbuffered cursor and build an Arrow table `fetch_rows` rows at a time."""
+    """Run a query with an unbuffered cursor and build an Arrow table `fetch_rows` rows at a time.
+
+    Rows are read off the wire a batch at a time (`textrows`); `vectorised=False`, or a pymysql
+    whose internals `textrows` does not recognise, reads them with pymysql value by value.
+    """
     text, params = statement
     with conn.cursor(pymysql.cursors.SSCursor) as cur:
         cur.execute(text, tuple(params))
@@ -135,8 +140,15 @@ def query_to_arrow(
         kinds = [types.arrow_type_of(f) for f in fields]
         decode = [f.name in json_columns or types.is_json_field(f) for f in fields]
         keep = [i for i, n in enumerate(names) if n not in drop_columns]
+        kept = [names[i] for i in keep]
         batches: list[pa.Table] = []
-        while True:
+        result = getattr(cur, "_result", None)
+        if vectorised and fields and textrows.supported(conn, result):
+            batches = [
+                pa.Table.from_arrays(columns, names=kept)
+                for columns in textrows.read_batches(conn, result, kinds, decode, keep, fetch_rows)
+            ]
+        while result is not None and result.unbuffered_active:  # pymysql reads the rows
             rows = cur.fetchmany(fetch_rows)
             if not rows:
                 break
@@ -144,7 +156,7 @@ def query_to_arrow(
             batches.append(
                 pa.Table.from_arrays(
                     [types.column_to_arrow(list(cols[i]), kinds[i], decode[i]) for i in keep],
-                    names=[names[i] for i in keep],
+                    names=kept,
                 )
             )
     if not batches:

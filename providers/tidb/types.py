@@ -31,6 +31,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from feast.value_type import ValueType
 from pymysql.constants import FIELD_TYPE, FLAG
 
@@ -330,14 +331,23 @@ def _json_default(value: Any) -> Any:
 def arrow_rows(table: pa.Table, columns: Sequence[str], batch_rows: int) -> Iterator[list[tuple]]:
     """Rows of `table` (only `columns`, in that order) as DB-ready tuples, `batch_rows` at a time."""
     for batch in table.select(list(columns)).to_batches(max_chunksize=batch_rows):
-        cols = []
-        for arr in batch.columns:
-            if pa.types.is_timestamp(arr.type) and arr.type.tz is not None:
-                arr = arr.cast(pa.timestamp(arr.type.unit, tz="UTC"))
-            if pa.types.is_timestamp(arr.type):
-                # to naive UTC datetimes (no per-value tz conversion)
-                arr = arr.cast(pa.timestamp("us"), safe=False)
-            if pa.types.is_dictionary(arr.type):
-                arr = arr.dictionary_decode()
-            cols.append([_to_db(v) for v in arr.to_pylist()])
-        yield list(zip(*cols, strict=True)) if cols else []
+        yield list(zip(*(_db_values(arr) for arr in batch.columns), strict=True))
+
+
+def _db_values(arr: pa.Array) -> list:
+    """One column's values as pymysql binds them; the common types converted in Arrow."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    kind = arr.type
+    if pa.types.is_timestamp(kind):
+        if kind.tz is not None:
+            arr = arr.cast(pa.timestamp(kind.unit, tz="UTC"))
+        # Naive UTC wall-clock text, as pymysql writes a datetime ('2026-01-02 03:04:05.123456',
+        # no fraction when it is zero); sub-microsecond digits are dropped, as a datetime's are.
+        text = arr.cast(pa.timestamp("us"), safe=False).cast(pa.string())
+        return pc.replace_substring_regex(text, r"\.000000$", "").to_pylist()
+    if pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_boolean(kind):
+        return arr.to_pylist()  # int / str / bool / None: as pymysql takes them
+    if pa.types.is_floating(kind):
+        return pc.if_else(pc.is_nan(arr), pa.scalar(None, kind), arr).to_pylist()  # NaN -> NULL
+    return [_to_db(v) for v in arr.to_pylist()]

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pytest
 from feast.value_type import ValueType
 from pymysql.constants import FIELD_TYPE, FLAG
+from pymysql.converters import escape_item
 
 from providers.tidb import types
 
@@ -310,7 +311,9 @@ def test_ddl_for_field(meta, ddl):
 # --------------------------------------------------------------------------- writing: rows
 
 
-def test_arrow_rows_tz_aware_timestamps_become_naive_utc():
+def test_arrow_rows_timestamps_are_written_as_naive_utc_datetimes_would_be():
+    """Timestamps go as text, formatted in Arrow; the SQL literals pymysql makes of them are
+    exactly those it makes of the naive UTC datetimes (no fraction when it is zero)."""
     plus_2 = dt.timezone(dt.timedelta(hours=2))
     table = pa.table(
         {
@@ -323,18 +326,37 @@ def test_arrow_rows_tz_aware_timestamps_become_naive_utc():
                 type=pa.timestamp("ns", tz="Europe/Berlin"),
             ),
             "naive": pa.array([dt.datetime(2024, 3, 3, 3, 3)] * 2, type=pa.timestamp("ms")),
+            "edges": pa.array(
+                [dt.datetime(1, 1, 1), dt.datetime(9999, 12, 31, 23, 59, 59, 999999)],
+                type=pa.timestamp("us"),
+            ),
+            "sub_us": pa.array(
+                [1_700_000_000_123_456_789, 1_700_000_000_000_000_999], pa.timestamp("ns")
+            ),
         }
     )
-    rows = [r for batch in types.arrow_rows(table, ["ts", "ns", "naive"], 10) for r in batch]
-    assert rows == [
+    rows = [r for batch in types.arrow_rows(table, list(table.column_names), 10) for r in batch]
+    expected = [
         (
             dt.datetime(2024, 1, 1, 10, 0, 0, 5),
             dt.datetime(2024, 5, 31, 22, 30),
             dt.datetime(2024, 3, 3, 3, 3),
+            dt.datetime(1, 1, 1),
+            dt.datetime(2023, 11, 14, 22, 13, 20, 123456),
         ),
-        (None, dt.datetime(2024, 5, 31, 22, 30), dt.datetime(2024, 3, 3, 3, 3)),
+        (
+            None,
+            dt.datetime(2024, 5, 31, 22, 30),
+            dt.datetime(2024, 3, 3, 3, 3),
+            dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+            dt.datetime(2023, 11, 14, 22, 13, 20),
+        ),
     ]
-    assert all(v is None or v.tzinfo is None for row in rows for v in row)
+
+    def literals(rows):
+        return [tuple(escape_item(v, "utf8mb4") for v in row) for row in rows]
+
+    assert literals(rows) == literals(expected)
 
 
 def test_arrow_rows_values():
