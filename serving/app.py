@@ -44,7 +44,7 @@ from pydantic import (
     field_validator,
 )
 
-from serving.feature_log import ServedFeatureLogger, log_rows
+from serving.feature_log import ServedFeatureLogger, served_records
 from serving.features import FeatureClient, OnlineReader
 from serving.model import LinearModel
 from serving.settings import Settings
@@ -193,14 +193,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             name: LinearModel.load(settings.models_dir / name / "current.json")
             for name in settings.models
         }
-        app.state.views = {}
         for name in settings.models:
             app.state.reader.supported(name)  # resolve the read plan now, not in a request
-            # feature name -> view, for the log's column names
-            svc = store.get_feature_service(name)
-            app.state.views[name] = {
-                f.name: p.name_to_use() for p in svc.feature_view_projections for f in p.features
-            }
         app.state.push_models = {}
         app.state.logger = ServedFeatureLogger(
             str(settings.feature_repo), settings.log_flush_seconds, settings.log_queue_rows
@@ -289,7 +283,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     },
                 }
             )
-        state.logger.enqueue(model, log_rows(rows, served, request_ids, state.views[model]))
+        state.logger.enqueue(model, served_records(rows, served, request_ids))
         metrics.latency.labels("predict", model).observe(time.perf_counter() - started)
         # Plain JSON types only, so the body is encoded as it is: FastAPI's jsonable_encoder walk
         # of the nested dicts was a quarter of a request's CPU (py-spy, benchmarks/online.py).

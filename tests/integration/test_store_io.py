@@ -382,3 +382,14 @@ def test_validate_data_source(repo_config, db):
         store.validate_data_source(
             repo_config, TiDBSource(name="q", query="SELEC nonsense", timestamp_field="ts")
         )
+
+
+def test_a_plain_connection_does_not_negotiate_tls(store_config):
+    """tls: false means a plaintext session, even though pymysql would otherwise try TLS."""
+    from providers.tidb.connection import connect
+
+    with connect(store_config) as conn:
+        assert conn.ssl is False
+        with conn.cursor() as cur:
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            assert cur.fetchone()[1] == ""

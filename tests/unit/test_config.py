@@ -265,4 +265,7 @@ def test_tls_context_honours_ca_verification_and_client_certificate(tmp_path):
                 **base, tls_cert=str(tmp_path / "c.pem"), tls_key=str(tmp_path / "k.pem")
             )
         )
-    assert "ssl" not in connect_kwargs(TiDBOfflineStoreConfig(**{**base, "tls": False}))
+    plain = connect_kwargs(TiDBOfflineStoreConfig(**{**base, "tls": False}))
+    assert "ssl" not in plain
+    assert plain["ssl_disabled"] is True  # not pymysql's unverified "preferred" TLS
+    assert "ssl_disabled" not in connect_kwargs(TiDBOfflineStoreConfig(**base))
