@@ -1,9 +1,10 @@
 """Served-feature logging through Feast feature logging, off the request path and out of its process.
 
-Requests hand their rows to a writer process over a pipe (`ServedFeatureLogger.enqueue`: rows
-are buffered for `SEND_SECONDS` and sent as one pickle, one write and one wake-up of the writer per
-batch; nothing waits for TiDB). The writer process (`_writer_main`, its own
-`FeatureStore` from the same repo and environment) buffers them and writes them to TiDB in batches
+Requests hand their served vectors to a writer process over a pipe as plain records
+(`served_records`; `ServedFeatureLogger.enqueue`: records are buffered for `SEND_SECONDS` and sent
+as one pickle, one write and one wake-up of the writer per batch; nothing waits for TiDB). The
+writer process (`_writer_main`, its own `FeatureStore` from the same repo and environment) buffers
+them, names Feast's log columns (`log_rows`) and writes them to TiDB in batches
 with `FeatureStore.write_logged_features` (the feature service's `TiDBLoggingDestination`) every
 `flush_seconds`.
 
