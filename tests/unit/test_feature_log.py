@@ -29,7 +29,11 @@ def test_served_records_become_feast_log_rows_named_by_view():
     served = [
         {
             "txn_count_7d": ServedFeature(
-                value=3, status="PRESENT", age_seconds=5.0, stale=False, event_timestamp=1_700_000_000
+                value=3,
+                status="PRESENT",
+                age_seconds=5.0,
+                stale=False,
+                event_timestamp=1_700_000_000,
             ),
             "ip_risk": ServedFeature(
                 value=None, status="NOT_FOUND", age_seconds=None, stale=False, event_timestamp=0
