@@ -50,7 +50,7 @@ class ColumnMeta(Protocol):
 BINARY_CHARSET = 63
 UTC_US = pa.timestamp("us", tz="UTC")
 
-_STRING_CODES = {
+STRING_CODES = {
     FIELD_TYPE.VARCHAR,
     FIELD_TYPE.VAR_STRING,
     FIELD_TYPE.STRING,
@@ -90,7 +90,7 @@ def arrow_type_of(field: ColumnMeta) -> pa.DataType:
         return pa.string()
     if code == FIELD_TYPE.NULL:
         return pa.null()
-    if code in _STRING_CODES:
+    if code in STRING_CODES:
         return pa.binary() if field.charsetnr == BINARY_CHARSET else pa.string()
     return pa.string()
 
@@ -277,7 +277,7 @@ def ddl_for_field(field: ColumnMeta) -> str:
         return f"DECIMAL({min(max(field.length - (1 if field.scale else 0) - (0 if field.flags & FLAG.UNSIGNED else 1), 1), 65)}, {field.scale})"
     if code in (FIELD_TYPE.DATETIME, FIELD_TYPE.TIMESTAMP):
         return "DATETIME(6)"
-    if code in _STRING_CODES and not pa.types.is_binary(kind):
+    if code in STRING_CODES and not pa.types.is_binary(kind):
         # field.length is in bytes of the column's charset; over-sizing is harmless, truncation is not.
         return f"VARCHAR({field.length})" if 0 < field.length <= 4096 else "LONGTEXT"
     if pa.types.is_binary(kind):
