@@ -47,6 +47,9 @@ from feast.feature_logging import FeatureServiceLoggingSource
 log = logging.getLogger(__name__)
 
 SEND_SECONDS = 0.05  # how long rows wait in the serving process before going to the writer
+# One served entity row: (entity, request id, served at (epoch s), [(feature, value, event ts, status)])
+Record = tuple[dict[str, Any], str, float, list[tuple[str, Any, int, str]]]
+STATUS_CODES = {"INVALID": 0, "PRESENT": 1, "NULL_VALUE": 2, "NOT_FOUND": 3, "OUTSIDE_MAX_AGE": 4}
 
 # Writers are forked from a server process that has imported Feast once (fast to start, and safe:
 # the server has no threads, unlike the serving process with uvicorn's and anyio's).
@@ -272,10 +275,6 @@ class BatchWriter:
                 )
                 self._failed[service] = records
         return bool(self._failed)
-
-
-Record = tuple[dict[str, Any], str, float, list[tuple[str, Any, int, str]]]
-STATUS_CODES = {"INVALID": 0, "PRESENT": 1, "NULL_VALUE": 2, "NOT_FOUND": 3, "OUTSIDE_MAX_AGE": 4}
 
 
 def served_records(
