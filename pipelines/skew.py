@@ -72,7 +72,7 @@ def gate(report: pd.DataFrame, max_batch_mismatch_rate: float) -> list[str]:
 def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime) -> pd.DataFrame:
     from feast.feature_logging import FeatureServiceLoggingSource
 
-    from providers.tidb import connection, sql
+    from providers.tidb import connection, declared, reader, sql
 
     service = store.get_feature_service(service_name)
     table = service.logging_config.destination.table_name
@@ -86,12 +86,14 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
     ]
     key_columns = [f.name for f in schema if "__" not in f.name]
     statement = sql.select_logged(table, since, until)
-    with connection.connect(store.config.offline_store) as conn:
-        if connection.table_exists(conn, table):
-            arrays = frozenset(connection.json_columns(conn, table))  # lists are logged as JSON
-            logged = connection.query_to_arrow(conn, statement, json_columns=arrays).to_pandas()
-        else:  # serving has not logged anything for this model yet
-            logged = pd.DataFrame()
+    cfg = store.config.offline_store
+    with connection.connect(cfg) as conn:
+        logged_before = connection.table_exists(conn, table)
+    if logged_before:  # typed as the log's schema says (lists are logged as JSON)
+        logged_types = {f.name: f.type for f in schema}
+        logged = declared.conform(reader.read_table(cfg, statement), logged_types).to_pandas()
+    else:  # serving has not logged anything for this model yet
+        logged = pd.DataFrame()
     if logged.empty:
         return pd.DataFrame(
             columns=[

@@ -46,12 +46,27 @@ def redis_server(tmp_path_factory) -> Redis:
     server.stop()
 
 
+# Collations users run: exact answers must not depend on them (keys are compared on their bytes).
+# A module runs its tests under each by overriding `database_charset` with `params=COLLATIONS`.
+COLLATIONS = {
+    "utf8mb4_bin": "CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",  # PAD SPACE: 'a ' = 'a'
+    "utf8mb4_general_ci": "CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci",  # 'abc' = 'ABC'
+    "latin1_swedish_ci": "CHARACTER SET latin1 COLLATE latin1_swedish_ci",  # 'José' = 'jose'
+}
+
+
 @pytest.fixture
-def database(mariadb):
+def database_charset() -> str | None:
+    """The new database's `CHARACTER SET .. COLLATE ..` (None: the server's utf8mb4_bin)."""
+    return None
+
+
+@pytest.fixture
+def database(mariadb, database_charset):
     """A fresh, empty database for one test; dropped afterwards."""
     from tests.utils.tables import create_database, drop_database
 
-    name, admin = create_database(mariadb)
+    name, admin = create_database(mariadb, database_charset)
     yield name
     drop_database(admin, name)
 

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pymysql
 import pymysql.cursors
 
-from providers.tidb import sql, textrows, types
+from providers.tidb import sql, types
+from providers.tidb.keys import SourceColumn
 
 if TYPE_CHECKING:
     from providers.tidb.offline_store import TiDBOfflineStoreConfig
@@ -58,9 +59,14 @@ def tls_context(cfg: TiDBOfflineStoreConfig) -> ssl.SSLContext:
     return context
 
 
+def connect_raw(cfg: TiDBOfflineStoreConfig) -> pymysql.connections.Connection:
+    """A new connection; the caller closes it (`connect` does that for a block)."""
+    return pymysql.connect(**connect_kwargs(cfg))
+
+
 @contextlib.contextmanager
 def connect(cfg: TiDBOfflineStoreConfig) -> Iterator[pymysql.connections.Connection]:
-    conn = pymysql.connect(**connect_kwargs(cfg))
+    conn = connect_raw(cfg)
     try:
         yield conn
     finally:
@@ -85,17 +91,50 @@ def describe(conn: pymysql.connections.Connection, from_expression: str) -> list
     text, params = sql.select_limit_0(from_expression)
     with conn.cursor() as cur:
         cur.execute(text, tuple(params))
-        return _fields(cur)
+        return result_fields(cur)
 
 
-def _fields(cur: pymysql.cursors.Cursor) -> list[types.ColumnMeta]:
+def result_fields(cur: pymysql.cursors.Cursor) -> list[types.ColumnMeta]:
     """Full column metadata of the last result (cursor.description drops flags and charset)."""
     result = getattr(cur, "_result", None)
     return list(result.fields) if result is not None and result.fields else []
 
 
+def probe(
+    conn: pymysql.connections.Connection,
+    from_expression: str,
+    columns: list[str],
+    collated: list[str] = (),  # type: ignore[assignment]
+) -> dict[str, SourceColumn]:
+    """The server's type of each of `columns` of a source, and the character set and collation
+    of each of `collated` (string keys), in one round trip that reads no rows."""
+    columns = list(dict.fromkeys(columns))
+    text, params = sql.probe(from_expression, columns, list(collated))
+    with conn.cursor() as cur:
+        cur.execute(text, params)
+        fields = result_fields(cur)
+        row = cur.fetchone() or ()
+    found = {}
+    for i, name in enumerate(columns):
+        f = fields[i]
+        charset = collation = None
+        if name in collated:
+            k = len(columns) + 2 * list(collated).index(name)
+            charset, collation = row[k], row[k + 1]
+        found[name] = SourceColumn(
+            name, f.type_code, f.flags, f.scale, charset, collation, f.length, f.charsetnr
+        )
+    return found
+
+
 def is_mariadb(conn: pymysql.connections.Connection) -> bool:
     return "mariadb" in conn.get_server_info().lower()
+
+
+def flavor(conn: pymysql.connections.Connection) -> str:
+    """'tidb', 'mariadb' or 'mysql', from the version the server reports."""
+    info = conn.get_server_info().lower()
+    return "tidb" if "tidb" in info else "mariadb" if "mariadb" in info else "mysql"
 
 
 def json_columns(conn: pymysql.connections.Connection, table: str) -> set[str]:
@@ -122,54 +161,6 @@ def columns_info(conn: pymysql.connections.Connection, table: str) -> dict[str, 
 def table_exists(conn: pymysql.connections.Connection, table: str) -> bool:
     row = fetch_one(conn, sql.table_exists(table))
     return bool(row and row[0])
-
-
-def query_to_arrow(
-    conn: pymysql.connections.Connection,
-    statement: sql.Statement,
-    json_columns: set[str] | frozenset[str] = frozenset(),
-    drop_columns: set[str] | frozenset[str] = frozenset(),
-    fetch_rows: int = 50_000,
-    vectorised: bool = True,
-) -> pa.Table:
-    """Run a query with an unbuffered cursor and build an Arrow table `fetch_rows` rows at a time.
-
-    Rows are read off the wire a batch at a time (`textrows`); `vectorised=False`, or a pymysql
-    whose internals `textrows` does not recognise, reads them with pymysql value by value.
-    """
-    text, params = statement
-    with conn.cursor(pymysql.cursors.SSCursor) as cur:
-        cur.execute(text, tuple(params))
-        fields = _fields(cur)
-        names = [f.name for f in fields]
-        kinds = [types.arrow_type_of(f) for f in fields]
-        decode = [f.name in json_columns or types.is_json_field(f) for f in fields]
-        keep = [i for i, n in enumerate(names) if n not in drop_columns]
-        kept = [names[i] for i in keep]
-        batches: list[pa.Table] = []
-        result = getattr(cur, "_result", None)
-        if vectorised and fields and textrows.supported(conn, result):
-            batches = [
-                pa.Table.from_arrays(columns, names=kept)
-                for columns in textrows.read_batches(conn, result, kinds, decode, keep, fetch_rows)
-            ]
-        while result is not None and result.unbuffered_active:  # pymysql reads the rows
-            rows = cur.fetchmany(fetch_rows)
-            if not rows:
-                break
-            cols = list(zip(*rows, strict=True))
-            batches.append(
-                pa.Table.from_arrays(
-                    [types.column_to_arrow(list(cols[i]), kinds[i], decode[i]) for i in keep],
-                    names=kept,
-                )
-            )
-    if not batches:
-        schema = pa.schema([(names[i], pa.string() if decode[i] else kinds[i]) for i in keep])
-        return schema.empty_table()
-    if len(batches) == 1:
-        return batches[0]
-    return pa.concat_tables(batches, promote_options="permissive")
 
 
 def insert_arrow(

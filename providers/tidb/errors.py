@@ -62,3 +62,19 @@ class TiDBSavedDatasetExists(TiDBOfflineStoreError):
             f"Saved dataset table {table} already exists. Pass allow_overwrite=True to replace it, "
             "or choose another table_ref."
         )
+
+
+class TiDBKeyTypeError(TiDBOfflineStoreError, TypeError):
+    """A join key whose declared type or source column cannot be matched exactly."""
+
+
+class TiDBValueTypeError(TiDBOfflineStoreError, TypeError):
+    """A value that does not fit the type its feature view declares."""
+
+
+class AsOfNotInContext(TiDBOfflineStoreError, RuntimeError):
+    """A retrieval ran where an `as_of` pin should hold but cannot be seen (another thread)."""
+
+
+class TiDBReadError(TiDBOfflineStoreError):
+    """The result of a query could not be read (the reader library's own error is the cause)."""

@@ -49,8 +49,7 @@ from feast.value_type import ValueType
 from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import Field, StrictInt
 
-from providers.tidb import connection, sql
-from providers.tidb.offline_store import _json_columns
+from providers.tidb import connection, declared, entity, keys, reader, sql
 
 log = logging.getLogger(__name__)
 
@@ -349,20 +348,39 @@ class TiDBRedisEngine(LocalComputeEngine):
         source = view.batch_source
         assert isinstance(source, TiDBSource)  # _fast_path checked it
         config = self.repo_config
+        cfg = config.offline_store
         join_columns, feature_columns, ts_field, created_field = columns
+        source_from = source.get_table_query_string()
+        with connection.connect(cfg) as conn:
+            probed = entity.probe_source(
+                conn,
+                f"Feature view '{view.name}'",
+                source_from,
+                [*join_columns, *feature_columns],
+                join_columns,
+            )
         statement = sql.latest_for_online(
-            source.get_table_query_string(),
+            source_from,
             join_columns,
             feature_columns,
             ts_field,
             created_field,
             task.start_time,
             task.end_time,
+            partition_by={
+                k: keys.canonical(
+                    probed[k], keys.source_kind(probed[k]), f"s.{sql.quote_identifier(k)}"
+                )
+                for k in join_columns
+            },
+            read_as={
+                c: declared.read_expression(probed[c], f"s.{sql.quote_identifier(c)}")
+                for c in feature_columns
+            },
         )
-        with connection.connect(config.offline_store) as conn:
-            table = connection.query_to_arrow(conn, statement, _json_columns(config, source))
-        if source.field_mapping:
-            table = _run_pyarrow_field_mapping(table, source.field_mapping)
+        # Values typed as the view declares them (the names after the source's field mapping).
+        dtypes = {f.name: f.dtype for f in [*view.features, *view.entity_columns]}
+        _, batches = reader.read_batches(cfg, statement, self.batch_rows)
         name = _versioned_fv_name(view, config)
         features = [(f.name, f.dtype.to_value_type()) for f in view.features]
         fields = [_mmh3(f"{name}:{f}") for f, _ in features]
@@ -373,9 +391,14 @@ class TiDBRedisEngine(LocalComputeEngine):
         # One script call per SCRIPT_KEYS keys (compare and write inside Redis); a cluster's keys
         # live in different slots and key TTLs need an EXPIRE per key: those take two pipelines.
         scripted = online.redis_type == "redis" and not online.key_ttl_seconds
-        written = 0
-        for batch in table.to_batches(max_chunksize=self.batch_rows):
-            keys = entity_keys(
+        written, rows = 0, 0
+        for raw in batches:
+            table = pa.Table.from_batches([raw])
+            if source.field_mapping:
+                table = _run_pyarrow_field_mapping(table, source.field_mapping)
+            batch = declared.conform(table, dtypes)
+            rows += batch.num_rows
+            redis_keys = entity_keys(
                 [batch.column(k) for k, _ in join_keys],
                 join_keys,
                 config.project,
@@ -384,11 +407,13 @@ class TiDBRedisEngine(LocalComputeEngine):
             stamps, nanos = timestamp_bytes(batch.column(sql.EVENT_US))
             values = [value_bytes(batch.column(f), vt) for f, vt in features]
             if scripted and nanos and min(nanos) >= 0:
-                written += self._write_scripted(client, keys, ts_field_key, fields, stamps, values)
+                written += self._write_scripted(
+                    client, redis_keys, ts_field_key, fields, stamps, values
+                )
             else:
                 written += self._write_pipelined(
                     client,
-                    keys,
+                    redis_keys,
                     ts_field_key,
                     fields,
                     stamps,
@@ -396,7 +421,7 @@ class TiDBRedisEngine(LocalComputeEngine):
                     values,
                     online.key_ttl_seconds,
                 )
-        log.info("materialized %s: %d of %d rows written", view.name, written, table.num_rows)
+        log.info("materialized %s: %d of %d rows written", view.name, written, rows)
         return written
 
     def _write_scripted(

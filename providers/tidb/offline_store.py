@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,9 +30,11 @@ from feast.infra.registry.base_registry import BaseRegistry
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import _get_requested_feature_views_to_features_dict, compute_non_entity_date_range
+from feast.value_type import ValueType
 from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
 
-from providers.tidb import connection, entity, sql, types
+from providers.tidb import connection, entity, keys, pit_sql, sql, types
+from providers.tidb import declared as declared_types
 from providers.tidb.as_of import current as knowledge_time_in_force
 from providers.tidb.errors import (
     TiDBConfigError,
@@ -131,13 +134,57 @@ def _tidb_source(source: DataSource | None, owner: str) -> TiDBSource:
     return source
 
 
-def _json_columns(config: RepoConfig, source: TiDBSource) -> frozenset[str]:
+@dataclass(frozen=True)
+class PullColumns:
+    """How `pull_*` reads a source's columns exactly, and their Feast types (from the columns'
+    SQL types, as `feast apply` infers them: these calls get no feature view)."""
+
+    partition_by: dict[str, str]
+    read_as: dict[str, str]
+    declared: dict[str, ValueType]
+    json_columns: frozenset[str]
+
+
+def _pull_columns(
+    config: RepoConfig,
+    source: TiDBSource,
+    join_keys: list[str],
+    features: list[str],
+    timestamp_field: str,
+    created_timestamp_column: str | None,
+) -> PullColumns:
+    cfg = _store_config(config)
+    columns = [*join_keys, *features, timestamp_field]
+    columns += [created_timestamp_column] if created_timestamp_column else []
+    source_from = source.get_table_query_string()
+    with connection.connect(cfg) as conn:
+        probed = entity.probe_source(
+            conn, f"TiDBSource '{source.name}'", source_from, columns, join_keys
+        )
+        json_cols = _source_json_columns(conn, source)
+    partition_by = {
+        k: keys.canonical(probed[k], keys.source_kind(probed[k]), f"s.{sql.quote_identifier(k)}")
+        for k in join_keys
+    }
+    read_as = {}
+    for name, column in probed.items():
+        expression = declared_types.read_expression(column, f"s.{sql.quote_identifier(name)}")
+        if expression != f"s.{sql.quote_identifier(name)}":
+            read_as[name] = expression
+    inferred = {
+        name: types.value_type_of(column)
+        for name, column in probed.items()
+        if name not in json_cols
+    }
+    return PullColumns(partition_by, read_as, inferred, json_cols)
+
+
+def _source_json_columns(conn, source: TiDBSource) -> frozenset[str]:
     """Declared JSON columns, plus (table sources) the columns the server types as JSON."""
     declared = frozenset(source.json_columns)
     if not source.table:
-        return declared  # query sources: declared, or typed JSON by the server (MySQL/TiDB)
-    with connection.connect(_store_config(config)) as conn:
-        return declared | frozenset(connection.json_columns(conn, source.table))
+        return declared
+    return declared | frozenset(connection.json_columns(conn, source.table))
 
 
 class TiDBOfflineStore(OfflineStore):
@@ -156,8 +203,15 @@ class TiDBOfflineStore(OfflineStore):
         start_date: dt.datetime,
         end_date: dt.datetime,
     ) -> RetrievalJob:
-        _store_config(config)
         source = _tidb_source(data_source, "pull_latest_from_table_or_query")
+        pull = _pull_columns(
+            config,
+            source,
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+        )
         statement = sql.pull_latest(
             source.get_table_query_string(),
             join_key_columns,
@@ -166,11 +220,14 @@ class TiDBOfflineStore(OfflineStore):
             created_timestamp_column,
             start_date,
             end_date,
+            partition_by=pull.partition_by,
+            read_as=pull.read_as,
         )
         return TiDBRetrievalJob(
             QueryPlan(
                 statement,
-                json_columns=_json_columns(config, source),
+                declared=pull.declared,
+                json_columns=pull.json_columns,
                 drop_columns=frozenset({sql.RANK}),
                 finish=_add_dummy_entity(join_key_columns),
             ),
@@ -189,8 +246,15 @@ class TiDBOfflineStore(OfflineStore):
         start_date: dt.datetime | None = None,
         end_date: dt.datetime | None = None,
     ) -> RetrievalJob:
-        _store_config(config)
         source = _tidb_source(data_source, "pull_all_from_table_or_query")
+        pull = _pull_columns(
+            config,
+            source,
+            join_key_columns,
+            feature_name_columns,
+            timestamp_field,
+            created_timestamp_column,
+        )
         statement = sql.pull_all(
             source.get_table_query_string(),
             join_key_columns,
@@ -199,11 +263,13 @@ class TiDBOfflineStore(OfflineStore):
             created_timestamp_column,
             start_date,
             end_date,
+            read_as=pull.read_as,
         )
         return TiDBRetrievalJob(
             QueryPlan(
                 statement,
-                json_columns=_json_columns(config, source),
+                declared=pull.declared,
+                json_columns=pull.json_columns,
                 finish=_add_dummy_entity(join_key_columns),
             ),
             config,
@@ -225,6 +291,10 @@ class TiDBOfflineStore(OfflineStore):
         cfg = _store_config(config)
         for fv in feature_views:
             _tidb_source(fv.batch_source, f"Feature view '{fv.name}'")
+        if not isinstance(entity_df, (pd.DataFrame, str, type(None))):
+            from feast.errors import InvalidEntityType
+
+            raise InvalidEntityType(type(entity_df))
         odfvs = OnDemandFeatureView.get_requested_odfvs(feature_refs, project, registry)
         fv_features, _ = _get_requested_feature_views_to_features_dict(
             feature_refs, feature_views, odfvs
@@ -232,46 +302,47 @@ class TiDBOfflineStore(OfflineStore):
         specs = [
             entity.view_spec(fv, feats, full_feature_names) for fv, feats in fv_features.items()
         ]
-
-        if entity_df is None:
-            start, end = compute_non_entity_date_range(
-                feature_views, start_date=kwargs.get("start_date"), end_date=kwargs.get("end_date")
-            )
-            rows = entity.from_time_range(cfg, specs, start, end)
-        elif isinstance(entity_df, pd.DataFrame):
-            rows = entity.from_dataframe(cfg, entity_df, entity.required_join_keys(specs))
-        elif isinstance(entity_df, str):
-            rows = entity.from_query(cfg, entity_df, entity.required_join_keys(specs))
-        else:
-            from feast.errors import InvalidEntityType
-
-            raise InvalidEntityType(type(entity_df))
+        kinds = entity.key_kinds(specs)
+        knowledge_time = knowledge_time_in_force()
+        with connection.connect(cfg) as conn:
+            views = [entity.resolve(conn, i, spec, kinds) for i, spec in enumerate(specs)]
+            if entity_df is None:
+                start, end = compute_non_entity_date_range(
+                    feature_views,
+                    start_date=kwargs.get("start_date"),
+                    end_date=kwargs.get("end_date"),
+                )
+                rows = entity.from_time_range(conn, views, kinds, start, end, knowledge_time)
+            elif isinstance(entity_df, pd.DataFrame):
+                rows = entity.from_dataframe(cfg, entity_df, kinds)
+            else:
+                rows = entity.from_query(cfg, conn, entity_df, kinds)
 
         bounds = (rows.min_ts, rows.max_ts) if rows.prune else (None, None)
-        knowledge_time = knowledge_time_in_force()
-        views = [spec.to_view_query(*bounds, knowledge_time=knowledge_time) for spec in specs]
-        statement = sql.point_in_time_join(
-            rows.table,
-            rows.timestamp_column,
-            views,
-            rows.select_columns,
-            filter_by_created_timestamp=filter_by_created_timestamp,
+        queries = [view.query(*bounds, knowledge_time) for view in views]
+        head = [column for column, _ in rows.head]
+        statement = pit_sql.point_in_time_join(
+            rows.table, queries, head, filter_by_created_timestamp
         )
-        parts = sql.point_in_time_join_parts(
+        parts = pit_sql.point_in_time_join_parts(
             rows.table,
-            rows.timestamp_column,
-            views,
-            rows.select_columns,
-            filter_by_created_timestamp=filter_by_created_timestamp,
+            queries,
+            head,
+            filter_by_created_timestamp,
             parts=cfg.query_parallelism,
         )
-        json_cols = frozenset(out for spec in specs for out in spec.json_outputs)
+        names = {column: name for column, name in rows.head}
+        declared: dict[str, Any] = dict(rows.declared)
+        for view in views:
+            names.update(view.aliases)
+            declared.update(view.declared)
         plan = QueryPlan(
             statement,
             parts=parts if len(parts) > 1 else [],
             setup=[rows.create],
             teardown=[rows.drop],
-            json_columns=json_cols,
+            names=names,
+            declared=declared,
             drop_columns=frozenset({sql.ROW_ID}),
             finish=rows.finish,
         )
@@ -283,7 +354,7 @@ class TiDBOfflineStore(OfflineStore):
             on_demand_feature_views=odfvs,
             metadata=RetrievalMetadata(
                 features=feature_refs,
-                keys=[c for c in rows.entity_columns if c != rows.timestamp_column],
+                keys=rows.keys,
                 min_event_timestamp=rows.min_ts,
                 max_event_timestamp=rows.max_ts,
             ),

@@ -16,9 +16,8 @@ from feast.infra.offline_stores.offline_store import RetrievalJob, RetrievalMeta
 from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import RepoConfig
 from feast.saved_dataset import SavedDatasetStorage
-from pymysql.converters import escape_item
 
-from providers.tidb import connection, sql, types
+from providers.tidb import connection, declared, reader, sql, types
 from providers.tidb.errors import TiDBSavedDatasetExists
 
 if TYPE_CHECKING:
@@ -39,16 +38,12 @@ class QueryPlan:
     parts: list[sql.Statement] = field(default_factory=list)
     setup: list[Step] = field(default_factory=list)
     teardown: list[Step] = field(default_factory=list)
-    json_columns: frozenset[str] = frozenset()
+    names: dict[str, str] = field(default_factory=dict)  # result column -> output name
+    declared: dict[str, Any] = field(default_factory=dict)  # output name -> Feast type
+    json_columns: frozenset[str] = frozenset()  # undeclared JSON columns: decoded as found
     drop_columns: frozenset[str] = frozenset()
     # Applied to the fetched Arrow table (e.g. re-attach the caller's entity dataframe columns).
     finish: Callable[[pa.Table], pa.Table] | None = None
-
-
-def render(statement: sql.Statement) -> str:
-    """The statement with its parameters inlined as SQL literals, for display (`to_sql`)."""
-    text, params = statement
-    return text % tuple(escape_item(p, "utf8mb4") for p in params)
 
 
 class TiDBRetrievalJob(RetrievalJob):
@@ -87,16 +82,20 @@ class TiDBRetrievalJob(RetrievalJob):
 
     def to_sql(self) -> str:
         """The SQL that computes the result. Scratch tables it names exist only while it runs."""
-        return render(self._plan.statement)
+        return reader.render(self._plan.statement, for_display=True)
 
     @contextlib.contextmanager
-    def _session(self) -> Iterator[Connection]:
+    def _session(self) -> Iterator[None]:
+        """Runs the plan's setup before the block and its teardown after, on one connection."""
+        if not self._plan.setup and not self._plan.teardown:
+            yield None
+            return
         with connection.connect(self.config.offline_store) as conn:
             failed = False
             try:
                 for step in self._plan.setup:
                     step(conn)
-                yield conn
+                yield None
             except BaseException:
                 failed = True
                 raise
@@ -124,30 +123,36 @@ class TiDBRetrievalJob(RetrievalJob):
 
     def _to_arrow_internal(self, timeout: int | None = None) -> pa.Table:
         plan = self._plan
-        with self._session() as conn:
+        with self._session():
             if plan.parts:
                 table = self._run_parts()
             else:
-                table = connection.query_to_arrow(
-                    conn, plan.statement, plan.json_columns, plan.drop_columns
-                )
+                table = reader.read_table(self.config.offline_store, plan.statement)
+        table = self._shape(table)
         return plan.finish(table) if plan.finish else table
 
+    def _shape(self, table: pa.Table) -> pa.Table:
+        """The result's columns named and typed as the feature views declare them."""
+        plan = self._plan
+        keep = [n for n in table.column_names if n not in plan.drop_columns]
+        table = table.select(keep).rename_columns([plan.names.get(n, n) for n in keep])
+        table = declared.conform(table, plan.declared)
+        for name in plan.json_columns & set(table.column_names) - set(plan.declared):
+            i = table.column_names.index(name)
+            table = table.set_column(
+                i, name, declared.decode_json(table.column(i).combine_chunks())
+            )
+        return table
+
     def _run_parts(self) -> pa.Table:
-        """Each part on its own connection at once (the database's cores, and parsing one result
+        """Each part on its own connection at once (the database's cores, and reading one result
         while the next is computed); results placed side by side, row for row."""
         from concurrent.futures import ThreadPoolExecutor
 
         plan = self._plan
-
-        def run(statement: sql.Statement) -> pa.Table:
-            with connection.connect(self.config.offline_store) as own:
-                return connection.query_to_arrow(
-                    own, statement, plan.json_columns, plan.drop_columns
-                )
-
+        cfg = self.config.offline_store
         with ThreadPoolExecutor(len(plan.parts), thread_name_prefix="tidb-pit") as pool:
-            tables = list(pool.map(run, plan.parts))
+            tables = list(pool.map(lambda part: reader.read_table(cfg, part), plan.parts))
         rows = {t.num_rows for t in tables}
         if len(rows) != 1:  # each part returns every entity row; anything else is a bug
             raise RuntimeError(f"point-in-time join parts disagree on row counts: {sorted(rows)}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from providers.tidb.errors import InvalidIdentifier
 
@@ -87,6 +86,26 @@ def _time_range(column: str, start: dt.datetime | None, end: dt.datetime | None)
 # --------------------------------------------------------------------------- materialization
 
 
+def _select(alias: str, names: Sequence[str], read_as: dict[str, str] | None) -> str:
+    """`alias.name` per column, or `expression AS name` where `read_as` says how to read it."""
+    read_as = read_as or {}
+    return ", ".join(
+        f"{read_as[n]} AS {quote_identifier(n)}"
+        if n in read_as
+        else f"{alias}.{quote_identifier(n)}"
+        for n in names
+    )
+
+
+def known_at(timestamp_field: str, created_timestamp_column: str | None, alias: str = "s") -> str:
+    """When a row became known: its created timestamp, or its event time where there is none
+    (no created column, or a NULL in it)."""
+    event = f"{alias}.{quote_identifier(timestamp_field)}"
+    if not created_timestamp_column:
+        return event
+    return f"COALESCE({alias}.{quote_identifier(created_timestamp_column)}, {event})"
+
+
 def pull_all(
     source_from: str,
     join_keys: Sequence[str],
@@ -95,14 +114,16 @@ def pull_all(
     created_timestamp_column: str | None,
     start: dt.datetime | None,
     end: dt.datetime | None,
+    read_as: dict[str, str] | None = None,
 ) -> Statement:
-    """Every row in [start, end] (what `feast materialize` reads by default)."""
+    """Every row in [start, end] (what `feast materialize` reads by default). `read_as`: column ->
+    SQL reading it exactly (`types.read_expression`)."""
     where, params = _time_range(f"s.{quote_identifier(timestamp_field)}", start, end)
     if features:
         timestamps = [timestamp_field] + (
             [created_timestamp_column] if created_timestamp_column else []
         )
-        select = ", ".join(_cols("s", _unique([*join_keys, *features, *timestamps])))
+        select = _select("s", _unique([*join_keys, *features, *timestamps]), read_as)
     else:  # BatchFeatureView transforms ask for all columns
         select = "s.*"
     return f"SELECT {select} FROM {source_from} AS s WHERE {where}", params
@@ -116,17 +137,26 @@ def pull_latest(
     created_timestamp_column: str | None,
     start: dt.datetime,
     end: dt.datetime,
+    partition_by: dict[str, str] | None = None,
+    read_as: dict[str, str] | None = None,
 ) -> Statement:
-    """The latest row per entity key in [start, end], deduplicated in the database."""
+    """The latest row per entity key in [start, end], deduplicated in the database.
+
+    `partition_by`: key column -> the SQL that groups it exactly (`keys.canonical`: string keys
+    by their bytes, not under the column's collation). Ties on event time go to the row known
+    last (`known_at`)."""
     where, params = _time_range(f"s.{quote_identifier(timestamp_field)}", start, end)
     timestamps = [timestamp_field] + (
         [created_timestamp_column] if created_timestamp_column else []
     )
-    order = ", ".join(f"{c} DESC" for c in _cols("s", timestamps))
-    partition = f"PARTITION BY {', '.join(_cols('s', join_keys))} " if join_keys else ""
+    order = f"s.{quote_identifier(timestamp_field)} DESC"
+    if created_timestamp_column:
+        order += f", {known_at(timestamp_field, created_timestamp_column)} DESC"
+    groups = [(partition_by or {}).get(k, f"s.{quote_identifier(k)}") for k in join_keys]
+    partition = f"PARTITION BY {', '.join(groups)} " if groups else ""
     if features:
-        inner = ", ".join(_cols("s", _unique([*join_keys, *features, *timestamps])))
-        outer = ", ".join(_cols("r", _unique([*join_keys, *features, *timestamps])))
+        names = _unique([*join_keys, *features, *timestamps])
+        inner, outer = _select("s", names, read_as), ", ".join(_cols("r", names))
     else:
         inner, outer = "s.*", "r.*"
     sql = (
@@ -149,11 +179,21 @@ def latest_for_online(
     created_timestamp_column: str | None,
     start: dt.datetime,
     end: dt.datetime,
+    partition_by: dict[str, str] | None = None,
+    read_as: dict[str, str] | None = None,
 ) -> Statement:
     """`pull_latest`'s rows with only what an online write needs: keys, features, and the event
     time as integer microseconds since the epoch (cheaper to fetch than a DATETIME)."""
     inner, params = pull_latest(
-        source_from, join_keys, features, timestamp_field, created_timestamp_column, start, end
+        source_from,
+        join_keys,
+        features,
+        timestamp_field,
+        created_timestamp_column,
+        start,
+        end,
+        partition_by,
+        read_as,
     )
     cols = ", ".join(_cols("x", _unique([*join_keys, *features])))
     ts = f"x.{quote_identifier(timestamp_field)}"
@@ -162,186 +202,6 @@ def latest_for_online(
         f"FROM ({inner}) AS x"
     )
     return text, params
-
-
-# --------------------------------------------------------------------------- point in time
-
-
-@dataclass(frozen=True)
-class ViewQuery:
-    """What the point-in-time join needs to know about one feature view."""
-
-    name: str  # projection name used as prefix for full feature names
-    source_from: str  # quoted table or (query)
-    join_keys: list[tuple[str, str]]  # (source column, entity-table column)
-    features: list[tuple[str, str]]  # (source column, output column)
-    timestamp_field: str
-    created_timestamp_column: str | None
-    ttl_us: int  # 0 means unbounded
-    min_event_timestamp: dt.datetime | None = None  # pruning bound: min entity ts - ttl
-    max_event_timestamp: dt.datetime | None = None  # pruning bound: max entity ts
-    knowledge_time: dt.datetime | None = None  # as_of: rows known later are invisible
-
-
-@dataclass(frozen=True)
-class _ViewJoin:
-    cte: str  # `_feast_fvN AS (...)`: one row per distinct (keys, time) that has a feature row
-    params: list
-    select: list[str]  # its feature columns in the outer SELECT
-    join: str  # `LEFT JOIN _feast_fvN ON ...` back to the entity rows `e`
-
-
-def _view_join(
-    i: int,
-    v: ViewQuery,
-    et: str,
-    ts: str,
-    filter_by_created_timestamp: bool,
-) -> _ViewJoin:
-    """One view's part of the point-in-time join (see `point_in_time_join`)."""
-    alias = f"_feast_fv{i}"  # prefixed: a CTE name hides a real table of the same name
-    keys = [quote_identifier(ec) for _, ec in v.join_keys]
-    s_ts = f"s.{quote_identifier(v.timestamp_field)}"
-
-    def visible(row: str, v: ViewQuery = v, s_ts: str = s_ts) -> Statement:
-        """Feature rows `s` that entity row `row` may see: same keys, not later, TTL, known."""
-        # `=` lets the database use an index; the binary comparison makes the match exact,
-        # whatever the collation (case- or accent-insensitive ones would match 'abc' to 'ABC').
-        conditions = [
-            f"s.{quote_identifier(sc)} = {row}.{quote_identifier(ec)} AND "
-            f"CAST(s.{quote_identifier(sc)} AS BINARY) = CAST({row}.{quote_identifier(ec)} AS BINARY)"
-            for sc, ec in v.join_keys
-        ]
-        conditions.append(f"{s_ts} <= {row}.{ts}")
-        values: list = []
-        if v.ttl_us:
-            conditions.append(f"{s_ts} >= DATE_SUB({row}.{ts}, INTERVAL %s MICROSECOND)")
-            values.append(v.ttl_us)
-        if filter_by_created_timestamp and v.created_timestamp_column:
-            conditions.append(f"s.{quote_identifier(v.created_timestamp_column)} <= {row}.{ts}")
-        if v.knowledge_time is not None:
-            known = v.created_timestamp_column or v.timestamp_field
-            conditions.append(f"s.{quote_identifier(known)} <= %s")
-            values.append(naive_utc(v.knowledge_time))
-        return " AND ".join(conditions), values
-
-    where, where_params = _time_range(s_ts, v.min_event_timestamp, v.max_event_timestamp)
-    latest, latest_params = visible("e")
-    # Step 1: per distinct (keys, time) of the entity rows, the latest visible event time: one
-    # index range read on (keys, event time) per row, instead of joining the whole history.
-    # The outer DISTINCT (a no-op on distinct rows) keeps the optimizer from merging this into
-    # step 2, which would evaluate the subquery again in step 2's join condition.
-    times = (
-        f"SELECT DISTINCT {', '.join(f'e.{c}' for c in [*keys, ts])}, "
-        f"(SELECT MAX({s_ts}) FROM {v.source_from} AS s WHERE {latest} AND {where}) AS {LATEST} "
-        f"FROM (SELECT DISTINCT {', '.join([*keys, ts])} FROM {et}) AS e"
-    )
-    # Step 2: the rows at exactly that time; ties broken by the latest created timestamp.
-    at, at_params = visible("t")
-    at += f" AND {s_ts} = t.{LATEST}"
-    order = (
-        f"s.{quote_identifier(v.created_timestamp_column)} DESC"
-        if v.created_timestamp_column
-        else f"{s_ts} DESC"
-    )
-    group = [*(f"t.{k}" for k in keys), f"t.{ts}"]
-    feats = [f"s.{quote_identifier(sc)} AS {quote_identifier(oc)}" for sc, oc in v.features]
-    inner = (
-        f"SELECT {', '.join(group)}, {', '.join(feats)}, "
-        f"ROW_NUMBER() OVER (PARTITION BY {', '.join(group)} ORDER BY {order}) AS {RANK} "
-        f"FROM ({times}) AS t JOIN {v.source_from} AS s ON {at}"
-    )
-    out_cols = [*keys, ts, *(quote_identifier(oc) for _, oc in v.features)]
-    cte = f"{alias} AS (SELECT {', '.join(out_cols)} FROM ({inner}) AS r WHERE r.{RANK} = 1)"
-    # Placeholders in text order: step 1's conditions and range, then step 2's conditions.
-    params = latest_params + where_params + at_params
-    select = [f"{alias}.{quote_identifier(oc)}" for _, oc in v.features]
-    join_on = [f"{alias}.{k} = e.{k}" for k in keys] + [f"{alias}.{ts} = e.{ts}"]
-    join = f"LEFT JOIN {alias} ON {' AND '.join(join_on)}"
-    return _ViewJoin(cte, params, select, join)
-
-
-def _assemble(et: str, parts: Sequence[_ViewJoin], head_columns: Sequence[str]) -> Statement:
-    head = [f"e.{quote_identifier(c)}" for c in head_columns]
-    text = (
-        (f"WITH {', '.join(p.cte for p in parts)} " if parts else "")
-        + f"SELECT {', '.join(head + [c for p in parts for c in p.select])} FROM {et} AS e "
-        + " ".join(p.join for p in parts)
-        + f" ORDER BY e.{quote_identifier(ROW_ID)}"
-    )
-    return text, [x for p in parts for x in p.params]
-
-
-def point_in_time_join(
-    entity_table: str,
-    event_timestamp_column: str,
-    views: Sequence[ViewQuery],
-    entity_columns: Sequence[str],
-    filter_by_created_timestamp: bool = False,
-) -> Statement:
-    """The point-in-time join of `entity_table` with each view, run by the database.
-
-    For each entity row and view: the feature row with the same join keys and the latest event
-    time <= the entity row's time (and >= that time minus the TTL when the TTL is not 0), ties on
-    event time broken by the latest created timestamp. Work is done once per distinct
-    (join keys, event time) of the entity rows, then joined back to every entity row, so
-    duplicate entity rows cost nothing extra. Per view, two steps: the latest visible event time
-    (a correlated MAX, one index range read on the source's (keys, event time) per row; TiDB
-    decorrelates it into a join and an aggregate), then the rows at exactly that time, ranked by
-    created timestamp. Joining every row to the whole history instead cost seconds per 10k
-    entity rows with TTL-0 views (benchmarks/historical.py). Output: `entity_columns`, then each view's features,
-    ordered by the entity table's row id (the entity dataframe's order).
-    """
-    et = quote_table(entity_table)
-    ts = quote_identifier(event_timestamp_column)
-    parts = [_view_join(i, v, et, ts, filter_by_created_timestamp) for i, v in enumerate(views)]
-    return _assemble(et, parts, entity_columns)
-
-
-def point_in_time_join_parts(
-    entity_table: str,
-    event_timestamp_column: str,
-    views: Sequence[ViewQuery],
-    entity_columns: Sequence[str],
-    filter_by_created_timestamp: bool = False,
-    parts: int = 1,
-) -> list[Statement]:
-    """`point_in_time_join` split into up to `parts` statements that can run at once.
-
-    Each statement joins a share of the views to every entity row, in row-id order, so their
-    results line up row by row; only the first returns `entity_columns` (fewer values to fetch). Placed side by side they
-    are exactly `point_in_time_join`'s result.
-    """
-    et = quote_table(entity_table)
-    ts = quote_identifier(event_timestamp_column)
-    joins = [_view_join(i, v, et, ts, filter_by_created_timestamp) for i, v in enumerate(views)]
-    n = max(1, min(parts, len(joins)))
-    shares = [joins[k::n] for k in range(n)]
-    return [
-        _assemble(et, share, entity_columns if k == 0 else []) for k, share in enumerate(shares)
-    ]
-
-
-def distinct_entity_rows(
-    sources: Sequence[tuple[str, list[str], str]],
-    start: dt.datetime,
-    end: dt.datetime,
-) -> Statement:
-    """Non-entity mode: the distinct (join keys, event time) of every view's rows in [start, end].
-
-    `sources` holds (source_from, [join key source columns aliased to entity names], timestamp
-    column). Columns are named by entity join key and `event_timestamp`.
-    """
-    parts, params = [], []
-    for source_from, key_selections, ts_col in sources:
-        s_ts = f"s.{quote_identifier(ts_col)}"
-        where, p = _time_range(s_ts, start, end)
-        parts.append(
-            f"SELECT DISTINCT {', '.join([*key_selections, f'{s_ts} AS `event_timestamp`'])} "
-            f"FROM {source_from} AS s WHERE {where}"
-        )
-        params += p
-    return " UNION ".join(parts), params
 
 
 # --------------------------------------------------------------------------- DDL and DML
@@ -376,8 +236,29 @@ def insert_select(table: str, columns: Sequence[str], select_sql: str) -> str:
     return f"INSERT INTO {quote_table(table)} ({cols}) SELECT {cols} FROM ({select_sql}) AS q"
 
 
-def select_all(source_from: str) -> str:
-    return f"SELECT * FROM {source_from} AS q0"
+def insert_select_expressions(
+    table: str, columns: Sequence[str], expressions: Sequence[str], source_from: str
+) -> Statement:
+    """INSERT INTO table (columns) SELECT expressions FROM source_from AS q."""
+    cols = ", ".join(quote_identifier(c) for c in columns)
+    return (
+        f"INSERT INTO {quote_table(table)} ({cols}) SELECT {', '.join(expressions)} "
+        f"FROM {source_from} AS q",
+        [],
+    )
+
+
+def probe(source_from: str, columns: Sequence[str], collated: Sequence[str]) -> Statement:
+    """One row of NULLs typed like `columns` of the source, then the character set and collation
+    of each of `collated`. The source is read with LIMIT 0: nothing is scanned."""
+    cols = [f"s.{quote_identifier(c)}" for c in columns]
+    for c in collated:
+        cols += [f"CHARSET(s.{quote_identifier(c)})", f"COLLATION(s.{quote_identifier(c)})"]
+    return (
+        f"SELECT {', '.join(cols)} FROM (SELECT 1 AS one) AS d "
+        f"LEFT JOIN (SELECT * FROM {source_from} AS q LIMIT 0) AS s ON 1 = 1",
+        [],
+    )
 
 
 def select_limit_0(source_from: str) -> Statement:

@@ -37,14 +37,20 @@ from pymysql.constants import FIELD_TYPE, FLAG
 
 
 class ColumnMeta(Protocol):
-    """The column metadata pymysql reads from the server (its ColumnMeta)."""
+    """The column metadata pymysql reads from the server (its ColumnMeta), or `keys.SourceColumn`."""
 
-    name: str
-    type_code: int
-    length: int
-    flags: int
-    charsetnr: int
-    scale: int
+    @property
+    def name(self) -> str: ...
+    @property
+    def type_code(self) -> int: ...
+    @property
+    def length(self) -> int: ...
+    @property
+    def flags(self) -> int: ...
+    @property
+    def charsetnr(self) -> int: ...
+    @property
+    def scale(self) -> int: ...
 
 
 BINARY_CHARSET = 63
@@ -95,10 +101,6 @@ def arrow_type_of(field: ColumnMeta) -> pa.DataType:
     return pa.string()
 
 
-def is_json_field(field: ColumnMeta) -> bool:
-    return field.type_code == FIELD_TYPE.JSON
-
-
 def _normalise(value: Any, kind: pa.DataType) -> Any:
     if value is None:
         return None
@@ -115,22 +117,8 @@ def _normalise(value: Any, kind: pa.DataType) -> Any:
     return value
 
 
-def decode_json(value: Any) -> Any:
-    if value is None:
-        return None
-    if isinstance(value, bytes):
-        value = value.decode()
-    return json.loads(value)
-
-
-def column_to_arrow(values: list, kind: pa.DataType, json_encoded: bool = False) -> pa.Array:
+def column_to_arrow(values: list, kind: pa.DataType) -> pa.Array:
     """Build one Arrow column from the values pymysql returned."""
-    if json_encoded:
-        decoded = [decode_json(v) for v in values]
-        # A JSON column of arrays becomes a list column; objects and scalars stay JSON text.
-        if all(v is None or isinstance(v, list) for v in decoded):
-            return pa.array(decoded)
-        return pa.array([None if v is None else json.dumps(v) for v in decoded], type=pa.string())
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind):
         try:  # pymysql's int/float/str/None as they are: Arrow converts them in C
             return pa.array(values, type=kind)
@@ -214,6 +202,11 @@ def source_type_name(field: ColumnMeta) -> str:
         FIELD_TYPE.NULL: "null",
     }
     return names.get(code, "varchar")
+
+
+def value_type_of(field: ColumnMeta) -> ValueType:
+    """The Feast type of a result column, as `feast apply` infers it from the source."""
+    return mysql_to_feast_value_type(source_type_name(field))
 
 
 def mysql_to_feast_value_type(type_name: str) -> ValueType:

@@ -34,6 +34,7 @@ from feast.repo_config import RegistryConfig, RepoConfig
 from feast.types import Float64, Int64, String
 
 from providers.tidb import TiDBSource
+from tests.conftest import COLLATIONS
 from tests.utils.tables import create_table
 
 SEEDS = [7, 2024, 31337]
@@ -217,6 +218,47 @@ def _shift(sampled, delta) -> tuple[np.ndarray, pd.DatetimeIndex]:
     return users, ts + pd.Timedelta(delta)
 
 
+def with_string_keys(data: Data) -> Data:
+    """The same data keyed by strings that collations merge: each group of four distinct users
+    is 'uN', 'UN' (case), 'uN ' (a trailing space: PAD SPACE) and 'üN' (accent)."""
+    ids = np.sort(np.unique(np.concatenate([data.users, data.entity_df["user_id"].to_numpy()])))
+
+    def variant(i: int) -> str:
+        base = f"u{i // 4}"
+        return [base, base.upper(), base + " ", "ü" + base[1:]][i % 4]
+
+    names = {int(u): variant(i) for i, u in enumerate(ids)}
+
+    def rekey(df: pd.DataFrame) -> pd.DataFrame:
+        out = df.copy()
+        out["user_id"] = out["user_id"].map(lambda u: names[int(u)]).astype(object)
+        return out
+
+    # Entity rows whose keys collide with another row's at the same time: a store comparing
+    # under the collation merges them (DISTINCT) or matches one to the other's features.
+    entity = rekey(data.entity_df)
+    rng = np.random.RandomState(len(entity))
+    twins = entity.sample(n=300, random_state=rng).copy()
+    group = {
+        v: [names[int(u)] for u in ids[(i // 4) * 4 : (i // 4) * 4 + 4]]
+        for i, v in enumerate(names[int(u)] for u in ids)
+    }
+    twins["user_id"] = [
+        [k for k in group[v] if k != v][rng.randint(0, len(group[v]) - 1)]
+        if len(group[v]) > 1
+        else v
+        for v in twins["user_id"]
+    ]
+    twins["row_id"] = entity["row_id"].max() + 1 + np.arange(len(twins))
+    entity = pd.concat([entity, twins], ignore_index=True)
+    return Data(
+        {name: rekey(df) for name, df in data.features.items()},
+        entity,
+        np.array([names[int(u)] for u in data.users], dtype=object),
+        np.array([names[int(u)] for u in data.featureless_users], dtype=object),
+    )
+
+
 def make_data(seed: int) -> Data:
     rng = np.random.RandomState(seed)
     all_users = pd.unique(rng.randint(1, 10**9, 2 * N_USERS).astype("int64"))[:N_USERS]
@@ -301,16 +343,19 @@ def _diagnostics(data: Data, view: ViewDef) -> dict[str, int]:
 # --------------------------------------------------------------------------- the stores
 
 
-def _entity() -> Entity:
-    return Entity(name="user", join_keys=["user_id"], value_type=ValueType.INT64)
+def _entity(data: Data) -> Entity:
+    strings = data.entity_df["user_id"].dtype == object
+    value_type = ValueType.STRING if strings else ValueType.INT64
+    return Entity(name="user", join_keys=["user_id"], value_type=value_type)
 
 
 def _schema(view: ViewDef) -> list[Field]:
     return [Field(name=f, dtype=FEAST_TYPES[kind]) for f, kind in view.features]
 
 
-def _ddl(view: ViewDef) -> str:
-    cols = ["user_id BIGINT NOT NULL", f"`{view.ts_col}` DATETIME(6) NOT NULL"]
+def _ddl(view: ViewDef, data: Data) -> str:
+    key = "VARCHAR(32)" if data.entity_df["user_id"].dtype == object else "BIGINT"
+    cols = [f"user_id {key} NOT NULL", f"`{view.ts_col}` DATETIME(6) NOT NULL"]
     if view.created_col:
         cols.append(f"`{view.created_col}` DATETIME(6) NOT NULL")
     cols += [f"`{f}` {SQL_TYPES[kind]} NULL" for f, kind in view.features]
@@ -328,9 +373,9 @@ def _for_sql(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _feature_views(make_source) -> list:
+def _feature_views(data: Data, make_source) -> list:
     """The same entity and views for both stores; only the source differs."""
-    user = _entity()
+    user = _entity(data)
     views = [
         FeatureView(
             name=view.name,
@@ -351,9 +396,9 @@ def _feature_views(make_source) -> list:
 
 def tidb_store(repo_config, db, data: Data) -> FeatureStore:
     for view in VIEWS:
-        create_table(db, view.table, _ddl(view), _for_sql(data.features[view.name]))
+        create_table(db, view.table, _ddl(view, data), _for_sql(data.features[view.name]))
     store = FeatureStore(config=repo_config)
-    store.apply(_feature_views(lambda view, **kw: TiDBSource(table=view.table, **kw)))
+    store.apply(_feature_views(data, lambda view, **kw: TiDBSource(table=view.table, **kw)))
     return store
 
 
@@ -374,7 +419,7 @@ def duckdb_store(tmp_path, data: Data) -> FeatureStore:
     store = FeatureStore(config=config)
     store.apply(
         _feature_views(
-            lambda view, **kw: FileSource(path=str(root / f"{view.table}.parquet"), **kw)
+            data, lambda view, **kw: FileSource(path=str(root / f"{view.table}.parquet"), **kw)
         )
     )
     return store
@@ -397,7 +442,7 @@ def assert_frames_match(actual: pd.DataFrame, expected: pd.DataFrame, who: str, 
     assert actual["row_id"].is_unique, f"{who}: duplicated row ids"
     a, e = _normalised(actual), _normalised(expected)
     assert a["row_id"].tolist() == e["row_id"].tolist(), f"{who}: different row ids"
-    assert a["user_id"].astype("int64").tolist() == e["user_id"].tolist(), f"{who}: user_id"
+    assert a["user_id"].tolist() == e["user_id"].tolist(), f"{who}: user_id"
     assert (a[ENTITY_TS] == e[ENTITY_TS]).all(), f"{who}: entity timestamps changed"
     if "label" in actual.columns:  # the caller's extra columns come back unchanged
         assert a["label"].tolist() == e["label"].tolist(), f"{who}: label"
@@ -466,6 +511,29 @@ def test_historical_features_match_oracles(seed, repo_config, db, tmp_path):
         entity_df=data.entity_df.copy(), features=FEATURE_REFS
     ).to_df()
     assert_frames_match(reference, expected, "DuckDB store", columns)
+
+
+@pytest.mark.parametrize("database_charset", list(COLLATIONS.values()), ids=list(COLLATIONS))
+def test_string_keys_match_oracles_under_every_collation(repo_config, db, tmp_path):
+    """Keys that case-, accent- and PAD SPACE-insensitive collations merge stay distinct: the
+    database, its tables and the store's scratch tables all use the collation under test."""
+    data = with_string_keys(make_data(SEEDS[2]))
+    columns = _columns(False)
+    expected = oracle(data)
+    _check_sanity(data, expected, columns)
+    assert expected["user_id"].str.endswith(" ").any() and expected["user_id"].str.isupper().any()
+
+    tidb = tidb_store(repo_config, db, data)
+    actual = tidb.get_historical_features(
+        entity_df=data.entity_df.copy(), features=FEATURE_REFS
+    ).to_df()
+    assert_frames_match(actual, expected, "TiDB store (string keys)", columns)
+
+    duck = duckdb_store(tmp_path, data)
+    reference = duck.get_historical_features(
+        entity_df=data.entity_df.copy(), features=FEATURE_REFS
+    ).to_df()
+    assert_frames_match(reference, expected, "DuckDB store (string keys)", columns)
 
 
 def test_full_feature_names_match_oracles(repo_config, db, tmp_path):

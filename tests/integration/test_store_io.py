@@ -333,7 +333,7 @@ def test_type_map_on_a_real_table(repo_config, db):
         "bl": "binary",
         "dtm": "timestamp[us, tz=UTC]",
         "tsm": "timestamp[us, tz=UTC]",
-        "dt": "date32[day]",
+        "dt": "timestamp[us, tz=UTC]",  # Feast's type for a DATE column is UNIX_TIMESTAMP
         "j": "list<item: int64>",
         "ts": "timestamp[us, tz=UTC]",
     }

@@ -88,11 +88,6 @@ def test_arrow_type_of(meta, expected):
     assert types.arrow_type_of(meta) == expected
 
 
-def test_is_json_field():
-    assert types.is_json_field(col(FIELD_TYPE.JSON))
-    assert not types.is_json_field(col(FIELD_TYPE.BLOB, charsetnr=UTF8MB4))
-
-
 @pytest.mark.parametrize(
     ("meta", "name"),
     [
@@ -155,34 +150,6 @@ def test_column_to_arrow_string_from_bytes_and_other_values():
 
 def test_column_to_arrow_binary_kept():
     assert types.column_to_arrow([b"\x00\xff"], pa.binary()).to_pylist() == [b"\x00\xff"]
-
-
-def test_column_to_arrow_json_arrays_become_lists():
-    arr = types.column_to_arrow(["[1, 2]", None, b"[3]", "[]"], pa.string(), json_encoded=True)
-    assert pa.types.is_list(arr.type)
-    assert arr.type.value_type == pa.int64()
-    assert arr.to_pylist() == [[1, 2], None, [3], []]
-
-
-def test_column_to_arrow_json_float_and_string_arrays():
-    assert types.column_to_arrow(["[1.5, 2]"], pa.string(), True).to_pylist() == [[1.5, 2.0]]
-    strings = types.column_to_arrow(['["a", "b"]'], pa.string(), True)
-    assert strings.type == pa.list_(pa.string())
-
-
-def test_column_to_arrow_json_objects_stay_text():
-    arr = types.column_to_arrow(['{"a": [1, 2]}', None, '{"b":"x"}'], pa.string(), True)
-    assert arr.type == pa.string()
-    values = arr.to_pylist()
-    assert values[1] is None
-    assert json.loads(values[0]) == {"a": [1, 2]}
-    assert json.loads(values[2]) == {"b": "x"}
-
-
-def test_column_to_arrow_json_mixed_arrays_and_objects_stay_text():
-    arr = types.column_to_arrow(["[1]", '{"a": 1}', "7", '"s"'], pa.string(), True)
-    assert arr.type == pa.string()
-    assert [json.loads(v) for v in arr.to_pylist()] == [[1], {"a": 1}, 7, "s"]
 
 
 # --------------------------------------------------------------------------- feast value types

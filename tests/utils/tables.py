@@ -16,7 +16,7 @@ def create_table(conn, table: str, ddl: str, df: pd.DataFrame | None = None) -> 
 
 
 def _py(v):
-    if v is None:
+    if v is None or v is pd.NaT:
         return None
     if isinstance(v, pd.Timestamp):
         if v.tzinfo is not None:
@@ -35,8 +35,11 @@ def rows(conn, sql: str, params=None) -> list[tuple]:
         return list(cur.fetchall())
 
 
-def create_database(mariadb) -> tuple[str, object]:
-    """A fresh, empty database on the test server; returns its name and an admin connection."""
+def create_database(mariadb, charset: str | None = None) -> tuple[str, object]:
+    """A fresh, empty database on the test server; returns its name and an admin connection.
+
+    `charset` is `CHARACTER SET x COLLATE y` for the database's defaults (its tables' and the
+    store's scratch tables'), e.g. to run the same test under a case-insensitive collation."""
     import uuid
 
     import pymysql
@@ -50,7 +53,7 @@ def create_database(mariadb) -> tuple[str, object]:
         autocommit=True,
     )
     with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}`")
+        cur.execute(f"CREATE DATABASE `{name}` {charset or ''}")
     return name, admin
 
 
