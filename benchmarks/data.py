@@ -228,17 +228,12 @@ def load_all(
     """The same frames into MariaDB (from TIDB_* in `env`), `postgres` and parquet; seconds each."""
     import time
 
-    import pymysql
+    from providers.tidb import connection
+    from providers.tidb.settings import TiDBSettings
 
     timings = {}
     started = time.perf_counter()
-    conn = pymysql.connect(
-        host=env["TIDB_HOST"],
-        port=int(env["TIDB_PORT"]),
-        user=env["TIDB_USER"],
-        password=env["TIDB_PASSWORD"],
-        database=env["TIDB_DATABASE"],
-    )
+    conn = connection.connect_raw(TiDBSettings.from_env(env))
     try:
         load_mariadb(conn, frames)
     finally:

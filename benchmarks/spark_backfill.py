@@ -119,14 +119,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _connect(env: dict[str, str]) -> pymysql.connections.Connection:
-    return pymysql.connect(
-        host=env["TIDB_HOST"],
-        port=int(env["TIDB_PORT"]),
-        user=env["TIDB_USER"],
-        password=env["TIDB_PASSWORD"],
-        database=env["TIDB_DATABASE"],
-        autocommit=True,
-    )
+    from providers.tidb import connection
+    from providers.tidb.settings import TiDBSettings
+
+    return connection.connect_raw(TiDBSettings.from_env(env))
 
 
 def _scalar(conn, query: str, params: list | tuple = ()):

@@ -51,12 +51,8 @@ def up() -> int:
         print(
             f"TIDB_HOST={os.environ['TIDB_HOST']} is set: using that server, not starting MariaDB."
         )
-        env.update(
-            {
-                k: os.environ.get(k, "")
-                for k in ("TIDB_HOST", "TIDB_PORT", "TIDB_USER", "TIDB_PASSWORD", "TIDB_DATABASE")
-            }
-        )
+        # Every TIDB_* setting of providers/tidb/settings.py the user exported, TLS included.
+        env.update({k: v for k, v in os.environ.items() if k.startswith("TIDB_")})
     else:
         if mariadb.is_running():
             print(f"MariaDB already running on 127.0.0.1:{mariadb.port}")

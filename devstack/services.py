@@ -142,6 +142,9 @@ class MariaDB:
     password: str = ""
     # InnoDB reads with O_DIRECT: this pool is its only cache (tests: small data; benchmarks: more)
     buffer_pool: str = "512M"
+    # TLS: (CA, server certificate, server key) PEM files. Set, the server accepts only TLS
+    # over TCP (require_secure_transport), and env() tells clients to verify it with the CA.
+    tls_files: tuple[Path, Path, Path] | None = None
 
     @property
     def socket_path(self) -> Path:
@@ -197,6 +200,14 @@ class MariaDB:
             "--local-infile=0",
             *user_args,
         ]
+        if self.tls_files:
+            ca, cert, key = self.tls_files
+            cmd += [
+                f"--ssl-ca={ca}",
+                f"--ssl-cert={cert}",
+                f"--ssl-key={key}",
+                "--require-secure-transport=ON",
+            ]
         with open(self.data_dir / "mysqld.stdout", "ab") as out:
             proc = subprocess.Popen(
                 cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
@@ -245,13 +256,17 @@ class MariaDB:
         return bool(text) and _pid_alive(int(text)) and _port_open(self.port)
 
     def env(self) -> dict[str, str]:
-        return {
+        """The `TIDB_*` variables of providers.tidb.settings for this server."""
+        env = {
             "TIDB_HOST": LOOPBACK,
             "TIDB_PORT": str(self.port),
             "TIDB_USER": self.user,
             "TIDB_PASSWORD": self.password,
             "TIDB_DATABASE": self.database,
         }
+        if self.tls_files:
+            env |= {"TIDB_TLS": "true", "TIDB_TLS_CA": str(self.tls_files[0])}
+        return env
 
 
 @dataclass

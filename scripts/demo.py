@@ -141,16 +141,16 @@ def serve_and_predict(history_start: dt.date) -> None:
 
 
 def main() -> int:
-    missing = [
-        v
-        for v in ("TIDB_HOST", "TIDB_USER", "TIDB_DATABASE", "REDIS_CONNECTION_STRING")
-        if not os.environ.get(v)
-    ]
-    if missing:
-        print(
-            f"error: {', '.join(missing)} not set; run `make demo` (it starts the stack).",
-            file=sys.stderr,
-        )
+    from providers.tidb.errors import TiDBConfigError
+    from providers.tidb.settings import TiDBSettings
+
+    try:
+        TiDBSettings.from_env()  # the connection every step reads, checked once up front
+    except TiDBConfigError as exc:
+        print(f"error: {exc} (`make demo` starts the stack and sets them)", file=sys.stderr)
+        return 2
+    if not os.environ.get("REDIS_CONNECTION_STRING"):
+        print("error: REDIS_CONNECTION_STRING not set; run `make demo`.", file=sys.stderr)
         return 2
     started = time.monotonic()
     today = dt.datetime.now(dt.UTC).date()

@@ -11,7 +11,10 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import quote
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from providers.tidb.settings import TiDBConnection
 
 
 def default_feature_repo() -> str:
@@ -32,65 +35,60 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Database:
-    host: str
-    port: int
-    user: str
-    password: str
-    database: str
+    """The jobs' TiDB: the platform's one connection model (`TIDB_*`, TLS included) and the
+    JDBC driver Spark loads."""
+
+    connection: TiDBConnection
     jdbc_jar: str = DEFAULT_JDBC_JAR
     jdbc_driver: str = DEFAULT_JDBC_DRIVER
     write_batch_rows: int = 5000
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None, **overrides) -> Database:
+    def from_env(
+        cls,
+        env: dict[str, str] | None = None,
+        jdbc_jar: str | None = None,
+        jdbc_driver: str | None = None,
+    ) -> Database:
+        from providers.tidb.errors import TiDBConfigError
+        from providers.tidb.settings import TiDBSettings
+
         env = dict(os.environ if env is None else env)
-        missing = [k for k in ("TIDB_HOST", "TIDB_USER", "TIDB_DATABASE") if not env.get(k)]
-        if missing:
-            raise SettingsError(
-                f"{', '.join(missing)} not set. Start the local stack with `make up` and "
-                "`source .stack/env`, or export the TIDB_* variables of your TiDB."
-            )
         try:
-            port = int(env.get("TIDB_PORT") or 4000)
-        except ValueError as exc:
-            raise SettingsError(
-                f"TIDB_PORT must be a number, got {env.get('TIDB_PORT')!r}"
-            ) from exc
-        values = dict(
-            host=env["TIDB_HOST"],
-            port=port,
-            user=env["TIDB_USER"],
-            password=env.get("TIDB_PASSWORD", ""),
-            database=env["TIDB_DATABASE"],
-            jdbc_jar=env.get("SPARK_JDBC_JAR", DEFAULT_JDBC_JAR),
-            jdbc_driver=env.get("SPARK_JDBC_DRIVER", DEFAULT_JDBC_DRIVER),
+            connection = TiDBSettings.from_env(env)
+        except TiDBConfigError as exc:
+            raise SettingsError(str(exc)) from exc
+        return cls(
+            connection=connection,
+            jdbc_jar=jdbc_jar or env.get("SPARK_JDBC_JAR", DEFAULT_JDBC_JAR),
+            jdbc_driver=jdbc_driver or env.get("SPARK_JDBC_DRIVER", DEFAULT_JDBC_DRIVER),
         )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**values)
+
+    @property
+    def host(self) -> str:
+        return self.connection.host
+
+    @property
+    def port(self) -> int:
+        return self.connection.port
+
+    @property
+    def database(self) -> str:
+        return self.connection.database
 
     @property
     def jdbc_url(self) -> str:
-        # Always the jdbc:mysql scheme: Spark picks its MySQL dialect (backtick quoting) from it, and
-        # MariaDB Connector/J 2.x, MySQL Connector/J and TiDB all accept it.
-        # rewriteBatchedStatements: one multi-row INSERT per JDBC batch.
-        return (
-            f"jdbc:mysql://{self.host}:{self.port}/{quote(self.database)}"
-            "?rewriteBatchedStatements=true&useServerPrepStmts=false"
-        )
+        return self.connection.jdbc_url()
 
     def jdbc_properties(self) -> dict[str, str]:
-        return {"user": self.user, "password": self.password, "driver": self.jdbc_driver}
+        c = self.connection
+        return {"user": c.user, "password": c.password or "", "driver": self.jdbc_driver}
 
     def offline_store_config(self):
         from providers.tidb import TiDBOfflineStoreConfig
 
         return TiDBOfflineStoreConfig(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            password=self.password,
-            database=self.database,
-            write_batch_rows=self.write_batch_rows,
+            **self.connection.connection_fields(), write_batch_rows=self.write_batch_rows
         )
 
 

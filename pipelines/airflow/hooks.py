@@ -8,10 +8,12 @@ password, schema = database) and, in its extras:
 - `feature_repo`: the Feast repo directory, passed to every command (default: $FEATURE_REPO,
   else the source checkout's; the platform image has it at /app/feature_repo);
 - `spark_master`: Spark master for the jobs (default: `local[*]`);
+- `tls`: connect to TiDB with verified TLS (default: false), and `tls_ca`: the CA file that signs
+  TiDB's certificate on the workers (default: the system's CAs);
 - `env`: further environment variables for the commands, as a JSON object.
 
-The hook turns those into the environment the platform reads everywhere (TIDB_*,
-REDIS_CONNECTION_STRING, SPARK_MASTER) and runs commands as subprocesses, streaming their output
+The hook turns those into the environment the platform reads everywhere (the TIDB_* settings of
+providers/tidb/settings.py, REDIS_CONNECTION_STRING, SPARK_MASTER) and runs commands as subprocesses, streaming their output
 to the task log. Nothing is passed through a shell.
 """
 
@@ -88,12 +90,20 @@ class FeaturePlatformHook(BaseHook):
             raise AirflowException(
                 f"Connection {self.platform_conn_id!r}: extra.env must be a JSON object"
             )
+        tls = extra.get("tls", False)
+        if not isinstance(tls, bool) or (extra.get("tls_ca") and not tls):
+            raise AirflowException(
+                f"Connection {self.platform_conn_id!r}: extra.tls must be true or false, and true "
+                "when extra.tls_ca is set"
+            )
         return {
             "TIDB_HOST": conn.host,
             "TIDB_PORT": str(conn.port or 4000),
             "TIDB_USER": conn.login,
             "TIDB_PASSWORD": conn.password or "",
             "TIDB_DATABASE": conn.schema,
+            "TIDB_TLS": "true" if tls else "false",
+            **({"TIDB_TLS_CA": str(extra["tls_ca"])} if extra.get("tls_ca") else {}),
             "REDIS_CONNECTION_STRING": extra["redis_connection_string"],
             "SPARK_MASTER": extra.get("spark_master", "local[*]"),
             **{str(k): str(v) for k, v in more.items()},

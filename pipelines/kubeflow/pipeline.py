@@ -19,7 +19,9 @@ PLATFORM_IMAGE = "registry.example.com/fraud/feature-platform:0.1.0"
 STEPS = ["python", "-m", "pipelines.kubeflow.steps"]
 # Where k8s/ puts the settings (k8s/base/kustomization.yaml).
 CONFIG_MAP = "platform-env"
-CONFIG_KEYS = ["TIDB_HOST", "TIDB_PORT", "TIDB_DATABASE"]
+CONFIG_KEYS = ["TIDB_HOST", "TIDB_PORT", "TIDB_DATABASE", "TIDB_TLS", "TIDB_TLS_CA"]
+# TiDB's CA where k8s/components/tidb-tls mounts it (TIDB_TLS_CA); absent without TLS.
+TLS_SECRET, TLS_DIR = "fraud-tidb-client-secret", "/etc/tidb-tls"
 SECRETS = {
     "tidb-credentials": {"user": "TIDB_USER", "password": "TIDB_PASSWORD"},
     "redis-connection": {"connection-string": "REDIS_CONNECTION_STRING"},
@@ -79,6 +81,7 @@ def _platform(
         kubernetes.add_pod_label(task, "platform.fraud/tidb-client", "true")
         kubernetes.add_pod_label(task, "platform.fraud/redis-client", "true")
         kubernetes.use_config_map_as_env(task, CONFIG_MAP, {k: k for k in CONFIG_KEYS})
+        kubernetes.use_secret_as_volume(task, TLS_SECRET, TLS_DIR, optional=True)
         for secret, keys in SECRETS.items():
             kubernetes.use_secret_as_env(task, secret, keys)
     kubernetes.set_security_context(

@@ -16,12 +16,12 @@ from providers.tidb import sql, types
 from providers.tidb.keys import SourceColumn
 
 if TYPE_CHECKING:
-    from providers.tidb.offline_store import TiDBOfflineStoreConfig
+    from providers.tidb.settings import TiDBConnection
 
 log = logging.getLogger(__name__)
 
 
-def connect_kwargs(cfg: TiDBOfflineStoreConfig) -> dict[str, Any]:
+def connect_kwargs(cfg: TiDBConnection) -> dict[str, Any]:
     kwargs: dict[str, Any] = {
         "host": cfg.host,
         "port": cfg.port,
@@ -47,7 +47,7 @@ def connect_kwargs(cfg: TiDBOfflineStoreConfig) -> dict[str, Any]:
     return kwargs
 
 
-def tls_context(cfg: TiDBOfflineStoreConfig) -> ssl.SSLContext:
+def tls_context(cfg: TiDBConnection) -> ssl.SSLContext:
     """The TLS context: the CA bundle (or the system's), the client certificate for mutual TLS,
     and, unless tls_verify is false, certificate and host-name verification."""
     context = ssl.create_default_context(cafile=cfg.tls_ca)
@@ -59,13 +59,13 @@ def tls_context(cfg: TiDBOfflineStoreConfig) -> ssl.SSLContext:
     return context
 
 
-def connect_raw(cfg: TiDBOfflineStoreConfig) -> pymysql.connections.Connection:
+def connect_raw(cfg: TiDBConnection) -> pymysql.connections.Connection:
     """A new connection; the caller closes it (`connect` does that for a block)."""
     return pymysql.connect(**connect_kwargs(cfg))
 
 
 @contextlib.contextmanager
-def connect(cfg: TiDBOfflineStoreConfig) -> Iterator[pymysql.connections.Connection]:
+def connect(cfg: TiDBConnection) -> Iterator[pymysql.connections.Connection]:
     conn = connect_raw(cfg)
     try:
         yield conn

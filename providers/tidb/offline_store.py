@@ -9,7 +9,6 @@ handling of `get_historical_features` in `entity.py`, and the job in `retrieval.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import _get_requested_feature_views_to_features_dict, compute_non_entity_date_range
 from feast.value_type import ValueType
-from pydantic import Field, StrictInt, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictInt
 
 from providers.tidb import connection, entity, keys, pit_sql, sql, types
 from providers.tidb import declared as declared_types
@@ -42,32 +41,17 @@ from providers.tidb.errors import (
     TiDBWriteSchemaMismatch,
 )
 from providers.tidb.retrieval import QueryPlan, TiDBRetrievalJob
+from providers.tidb.settings import TiDBConnection
 from providers.tidb.source import TiDBLoggingDestination, TiDBSource
 
-# Feast expands ${VAR} once; one left as is means VAR was not set. (`$name` alone may be real data.)
-_PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
-
-class TiDBOfflineStoreConfig(FeastConfigBaseModel):
-    """`offline_store:` settings. Unknown keys are errors (typos fail at load, not later)."""
+class TiDBOfflineStoreConfig(FeastConfigBaseModel, TiDBConnection):
+    """`offline_store:` settings: the connection (`settings.TiDBConnection`, the one model every
+    process uses) and the store's own. Unknown keys are errors (typos fail at load, not later)."""
 
     type: Literal[
         "providers.tidb.TiDBOfflineStore", "providers.tidb.offline_store.TiDBOfflineStore"
     ] = "providers.tidb.TiDBOfflineStore"
-    host: StrictStr = Field(description="TiDB / MySQL host, e.g. ${TIDB_HOST}.")
-    port: StrictInt = Field(4000, ge=1, le=65535, description="Port (TiDB listens on 4000).")
-    user: StrictStr = Field(description="User name, e.g. ${TIDB_USER}. No default on purpose.")
-    password: StrictStr | None = Field(description="Password, e.g. ${TIDB_PASSWORD}; may be empty.")
-    database: StrictStr = Field(description="Database holding sources, scratch and log tables.")
-    tls: bool = Field(False, description="Connect with TLS (TiDB Cloud requires it).")
-    tls_ca: StrictStr | None = Field(None, description="CA bundle path; system CAs when unset.")
-    tls_cert: StrictStr | None = Field(None, description="Client certificate path (mutual TLS).")
-    tls_key: StrictStr | None = Field(None, description="Client key path (mutual TLS).")
-    tls_verify: bool = Field(True, description="Verify the server certificate and host name.")
-    connect_timeout_seconds: StrictInt = Field(10, ge=1, le=600)
-    read_timeout_seconds: StrictInt | None = Field(
-        None, ge=1, description="Per-query read timeout."
-    )
     query_parallelism: StrictInt = Field(
         4,
         ge=1,
@@ -81,39 +65,6 @@ class TiDBOfflineStoreConfig(FeastConfigBaseModel):
         le=200_000,
         description="Rows per INSERT transaction; keeps each under TiDB's transaction size limit.",
     )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_unexpanded_placeholders(cls, values: Any) -> Any:
-        if isinstance(values, dict):
-            for key, value in values.items():
-                if isinstance(value, str) and (m := _PLACEHOLDER.fullmatch(value.strip())):
-                    raise TiDBConfigError(
-                        f"offline_store.{key} is '{value}': the environment variable {m.group(1)} "
-                        f'is not set. Export it (e.g. `eval "$(python -m devstack env)"` for the local stack).'
-                    )
-            if isinstance(values.get("port"), str) and values["port"].strip().isdigit():
-                values = {**values, "port": int(values["port"])}
-        return values
-
-    @field_validator("host", "user", "database")
-    @classmethod
-    def _not_blank(cls, value: str, info) -> str:
-        if not value.strip():
-            raise TiDBConfigError(f"offline_store.{info.field_name} must not be empty.")
-        return value
-
-    @model_validator(mode="after")
-    def _tls_pairs(self) -> TiDBOfflineStoreConfig:
-        if bool(self.tls_cert) != bool(self.tls_key):
-            raise TiDBConfigError(
-                "offline_store.tls_cert and tls_key go together: set both or neither."
-            )
-        if (self.tls_ca or self.tls_cert) and not self.tls:
-            raise TiDBConfigError(
-                "offline_store.tls_ca/tls_cert are set but tls is false: set tls: true."
-            )
-        return self
 
 
 def _store_config(config: RepoConfig) -> TiDBOfflineStoreConfig:

@@ -35,7 +35,7 @@ from providers.tidb import sql, types
 from providers.tidb.errors import TiDBReadError
 
 if TYPE_CHECKING:
-    from providers.tidb.offline_store import TiDBOfflineStoreConfig
+    from providers.tidb.settings import TiDBConnection
 
 BATCH_ROWS = 50_000
 _INLINE = (int, float, decimal.Decimal, dt.datetime, dt.date, type(None))
@@ -61,7 +61,7 @@ def render(statement: sql.Statement, for_display: bool = False) -> str:
 _FLAVORS: dict[tuple[str, int], str] = {}
 
 
-def _flavor(cfg: TiDBOfflineStoreConfig) -> str:
+def _flavor(cfg: TiDBConnection) -> str:
     """'tidb', 'mariadb' or 'mysql': asked once per server and process."""
     from providers.tidb import connection
 
@@ -72,7 +72,7 @@ def _flavor(cfg: TiDBOfflineStoreConfig) -> str:
     return _FLAVORS[key]
 
 
-def session_statements(cfg: TiDBOfflineStoreConfig) -> list[str]:
+def session_statements(cfg: TiDBConnection) -> list[str]:
     """What every reading session runs first: UTC, and the statement time limit if one is set."""
     statements = ["SET time_zone = '+00:00'"]
     if cfg.read_timeout_seconds:
@@ -85,7 +85,7 @@ def session_statements(cfg: TiDBOfflineStoreConfig) -> list[str]:
     return statements
 
 
-def connectorx_url(cfg: TiDBOfflineStoreConfig) -> str:
+def connectorx_url(cfg: TiDBConnection) -> str:
     host = f"[{cfg.host}]" if ":" in cfg.host else cfg.host
     auth = f"{quote(cfg.user, safe='')}:{quote(cfg.password or '', safe='')}"
     options = (
@@ -100,7 +100,7 @@ def connectorx_url(cfg: TiDBOfflineStoreConfig) -> str:
 
 
 def read_batches(
-    cfg: TiDBOfflineStoreConfig, statement: sql.Statement, batch_rows: int = BATCH_ROWS
+    cfg: TiDBConnection, statement: sql.Statement, batch_rows: int = BATCH_ROWS
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The result's schema, and its rows `batch_rows` at a time (memory bounded by a batch)."""
     if cfg.tls:
@@ -138,14 +138,14 @@ def _read_error(exc: BaseException) -> BaseException:
 
 
 def read_table(
-    cfg: TiDBOfflineStoreConfig, statement: sql.Statement, batch_rows: int = BATCH_ROWS
+    cfg: TiDBConnection, statement: sql.Statement, batch_rows: int = BATCH_ROWS
 ) -> pa.Table:
     schema, batches = read_batches(cfg, statement, batch_rows)
     return pa.Table.from_batches(list(batches), schema=schema)
 
 
 def _pymysql_batches(
-    cfg: TiDBOfflineStoreConfig, statement: sql.Statement, batch_rows: int
+    cfg: TiDBConnection, statement: sql.Statement, batch_rows: int
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     from providers.tidb import connection
 

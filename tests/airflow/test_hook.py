@@ -53,10 +53,23 @@ def test_environment_is_what_the_platform_reads(hook):
         "TIDB_USER": "platform",
         "TIDB_PASSWORD": "s3cret",
         "TIDB_DATABASE": "fraud",
+        "TIDB_TLS": "false",
         "REDIS_CONNECTION_STRING": "redis:6379",
         "SPARK_MASTER": "local[2]",
         "CODE_VERSION": "abc123",
     }
+
+
+def test_tls_extras_become_the_tls_settings(hook):
+    extra = {"redis_connection_string": "r:1", "tls": True, "tls_ca": "/etc/tidb-tls/ca.crt"}
+    hook.set_connection(connection(extra=json.dumps(extra)))
+    env = hook.environment()
+    assert (env["TIDB_TLS"], env["TIDB_TLS_CA"]) == ("true", "/etc/tidb-tls/ca.crt")
+    for bad in ({"tls": "yes"}, {"tls_ca": "/ca.pem"}):
+        hook.set_connection(connection(extra=json.dumps({"redis_connection_string": "r", **bad})))
+        hook.__dict__.pop("_connection", None)  # looked up once per hook
+        with pytest.raises(AirflowException, match="extra.tls"):
+            hook.environment()
 
 
 def test_missing_settings_are_named(hook):

@@ -239,6 +239,7 @@ def test_platform_containers_get_every_setting_the_code_reads(overlay):
         "TIDB_DATABASE",
         "REDIS_CONNECTION_STRING",
     }
+    assert feature_store_variables(optional=True) - needed == {"TIDB_TLS", "TIDB_TLS_CA"}
     seen = 0
     for owner, spec in pod_specs(docs):
         for c in containers(spec):
@@ -266,10 +267,19 @@ def test_the_rendered_configuration_loads_in_feast_and_serving(overlay, monkeypa
 
     name, docs = overlay
     text = config_map(docs, "feature-store")["feature_store.yaml"]
-    assert text == (ROOT / "feature_repo" / "feature_store.yaml").read_text(), (
-        "k8s/base/feature_store.yaml differs from feature_repo/feature_store.yaml: copy it over"
-    )
     env = config_map(docs, "platform-env")
+    repo_yaml = (ROOT / "feature_repo" / "feature_store.yaml").read_text()
+    if env["TIDB_TLS"] == "true":  # k8s/components/tidb-tls: the registry URL verifies TiDB too
+        registry = "${TIDB_DATABASE}\n"
+        tls_registry = f"${{TIDB_DATABASE}}?ssl_ca={env['TIDB_TLS_CA']}&ssl_check_hostname=true\n"
+        assert text.count(tls_registry) == 1, name
+        text_as_repo = text.replace(tls_registry, registry)
+    else:
+        text_as_repo = text
+    assert text_as_repo == repo_yaml, (
+        f"{name}: the rendered feature_store.yaml differs from feature_repo/feature_store.yaml: "
+        "copy it over (k8s/base/, and k8s/components/tidb-tls/ but for its registry URL)"
+    )
     for key, value in {
         **env,
         "TIDB_USER": "u",
@@ -282,6 +292,8 @@ def test_the_rendered_configuration_loads_in_feast_and_serving(overlay, monkeypa
     assert config.offline_store.host == env["TIDB_HOST"] and config.offline_store.port == int(
         env["TIDB_PORT"]
     )
+    assert config.offline_store.tls is (env["TIDB_TLS"] == "true")
+    assert config.offline_store.tls_ca == (env["TIDB_TLS_CA"] or None)
     settings = Settings()
     (serving,) = [
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "serving"
@@ -293,6 +305,39 @@ def test_the_rendered_configuration_loads_in_feast_and_serving(overlay, monkeypa
         str(settings.models_dir) in mounts
         and str(settings.feature_repo / "feature_store.yaml") in mounts
     )
+
+
+def test_with_tls_on_every_tidb_client_verifies_the_server_with_the_mounted_ca(overlay):
+    """TIDB_TLS=true: every platform pod and Spark driver/executor mounts the CA where TIDB_TLS_CA
+    says, and the JDBC URL the jobs build from the same settings asks for verified TLS."""
+    from providers.tidb.settings import TiDBSettings
+
+    name, docs = overlay
+    env = config_map(docs, "platform-env")
+    if env["TIDB_TLS"] != "true":
+        assert name == "local" and not env["TIDB_TLS_CA"]
+        return
+    ca_dir = env["TIDB_TLS_CA"].rsplit("/", 1)[0]
+
+    def mounts_ca(container, volumes) -> bool:
+        names = {m["name"] for m in container.get("volumeMounts", []) if m["mountPath"] == ca_dir}
+        return any(v["name"] in names and v.get("secret", {}).get("secretName") for v in volumes)
+
+    checked = 0
+    for owner, spec in pod_specs(docs):
+        for c in containers(spec):
+            if PLATFORM_IMAGE.search(c["image"]):
+                assert mounts_ca(c, spec.get("volumes", [])), f"{name}: {owner}/{c['name']}"
+                checked += 1
+    for app, spec in spark_apps(docs):
+        for role in ("driver", "executor"):
+            assert mounts_ca(spec[role], spec["volumes"]), f"{name}: {app} {role}"
+            checked += 1
+    assert checked >= 6
+    url = TiDBSettings.from_env({**env, "TIDB_USER": "u", "TIDB_PASSWORD": "p"}).jdbc_url()
+    assert "useSsl=true" in url and f"serverSslCert={env['TIDB_TLS_CA']}" in url
+    (cluster,) = [d for d in docs if d["kind"] == "TidbCluster"]
+    assert cluster["spec"]["tidb"]["tlsClient"]["enabled"] is True
 
 
 def test_service_hpa_pdb_and_network_policy_point_at_serving(overlay):

@@ -100,6 +100,13 @@ def test_settings_come_from_the_clusters_configmap_and_secrets(ir):
             assert source["secretName"] in {"tidb-credentials", "redis-connection"}
             env |= {k["envVar"] for k in source["keyToEnv"]}
         assert needed <= env, (name, needed - env)
+        assert feature_store_variables(optional=True) <= env  # TLS, when the cluster has it
+        (volume,) = spec["secretAsVolume"]  # the CA k8s/components/tidb-tls mounts elsewhere
+        assert (volume["secretName"], volume["mountPath"]) == (
+            "fraud-tidb-client-secret",
+            "/etc/tidb-tls",
+        )
+        assert volume["optional"] is True
         assert spec["securityContext"]["runAsNonRoot"] is True
         labels = spec["podMetadata"]["labels"]  # what k8s/ NetworkPolicies admit
         assert labels == {

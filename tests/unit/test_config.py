@@ -91,7 +91,6 @@ def test_unknown_key_rejected(typo):
         ("password", " ${TIDB_PASSWORD} ", "TIDB_PASSWORD"),
         ("database", "${TIDB_DATABASE}", "TIDB_DATABASE"),
         ("port", "${TIDB_PORT}", "TIDB_PORT"),
-        ("tls_ca", "${TIDB_CA}", "TIDB_CA"),
     ],
 )
 def test_unexpanded_placeholder_names_the_variable(key, value, var):
@@ -100,6 +99,14 @@ def test_unexpanded_placeholder_names_the_variable(key, value, var):
     message = str(info.value)
     assert f"offline_store.{key}" in message
     assert f"the environment variable {var} is not set" in message
+
+
+def test_unset_optional_placeholders_take_their_defaults():
+    """feature_store.yaml offers `tls: ${TIDB_TLS}` to deployments that set it; others do not."""
+    cfg = TiDBOfflineStoreConfig(
+        **settings(tls="${TIDB_TLS}", tls_ca="${TIDB_TLS_CA}", read_timeout_seconds="")
+    )
+    assert (cfg.tls, cfg.tls_ca, cfg.read_timeout_seconds) == (False, None, None)
 
 
 def test_placeholder_error_is_a_tidb_config_error():

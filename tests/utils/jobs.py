@@ -26,13 +26,20 @@ def jobs_environment(
     return {**os.environ, **env}
 
 
-def feature_store_variables() -> set[str]:
-    """The ${VARS} the shipped feature_store.yaml reads: what every deployment must provide."""
+# Settings feature_store.yaml reads that a deployment may leave unset (providers.tidb.settings:
+# optional fields; tests/unit/test_settings.py holds this equal to the model). Written out here
+# because the orchestrators' environments, which use this too, have no Feast to import it with.
+OPTIONAL_VARIABLES = {"TIDB_TLS", "TIDB_TLS_CA"}
+
+
+def feature_store_variables(optional: bool = False) -> set[str]:
+    """The ${VARS} the shipped feature_store.yaml reads that every deployment must provide (with
+    `optional`, also those it may leave unset)."""
     import re
 
-    return set(
-        re.findall(r"\$\{(\w+)\}", (ROOT / "feature_repo" / "feature_store.yaml").read_text())
-    )
+    text = (ROOT / "feature_repo" / "feature_store.yaml").read_text()
+    names = set(re.findall(r"\$\{(\w+)\}", text))
+    return names if optional else names - OPTIONAL_VARIABLES
 
 
 def feast(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
