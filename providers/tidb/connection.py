@@ -172,24 +172,33 @@ def insert_arrow(
 ) -> int:
     """Insert `table` in batches of at most `batch_rows` rows, each its own transaction.
 
-    Bounded batches keep every transaction under TiDB's size limit. pymysql's executemany turns
-    each batch into multi-row INSERT statements (bounded by max_allowed_packet).
+    Bounded batches keep every transaction under TiDB's size limit. Tables of integers,
+    timestamps, text and bytes (entity rows) are sent as multi-row INSERTs whose literals Arrow
+    formats a column at a time (`types.values_text`: digits, quoted timestamps, hex); others go
+    through pymysql's executemany, which binds values one by one (bounded by max_allowed_packet).
     """
     columns = table.column_names
     statement = sql.insert(table_name, columns)
+    literal = types.values_text(table, columns, batch_rows)
+    batches = (
+        ((values, n) for values, n in literal)
+        if literal is not None
+        else ((rows, len(rows)) for rows in types.arrow_rows(table, columns, batch_rows) if rows)
+    )
     written = 0
     with conn.cursor() as cur:
-        for rows in types.arrow_rows(table, columns, batch_rows):
-            if not rows:
-                continue
+        for payload, n in batches:
             conn.begin()
             try:
-                cur.executemany(statement, rows)
+                if isinstance(payload, str):
+                    cur.execute(sql.insert_values(table_name, columns, payload), ())
+                else:
+                    cur.executemany(statement, payload)
                 conn.commit()
             except Exception:
                 conn.rollback()
                 raise
-            written += len(rows)
+            written += n
             if progress is not None:
-                progress(len(rows))
+                progress(n)
     return written

@@ -205,7 +205,7 @@ class EntityRows:
 
     table: str
     head: list[tuple[str, str]]  # (scratch column the join returns, output name)
-    keys: list[str]  # the caller's entity key columns
+    keys: list[str]  # the caller's entity columns but the timestamp (Feast's metadata keys)
     timestamp_column: str  # the caller's name for the event time
     min_ts: dt.datetime | None
     max_ts: dt.datetime | None
@@ -317,7 +317,7 @@ def from_dataframe(cfg, entity_df: pd.DataFrame, kinds: dict[str, keys.KeyKind])
     return EntityRows(
         table=table,
         head=[(sql.ROW_ID, sql.ROW_ID)],
-        keys=list(kinds),
+        keys=[str(c) for c in entity_df.columns if c != ts_col],
         timestamp_column=ts_col,
         min_ts=None if empty else timestamps.min().to_pydatetime(),
         max_ts=None if empty else timestamps.max().to_pydatetime(),
@@ -375,7 +375,7 @@ def from_query(cfg, conn, query: str, kinds: dict[str, keys.KeyKind]) -> EntityR
     return EntityRows(
         table=table,
         head=[(n, n) for n in names],
-        keys=list(kinds),
+        keys=[n for n in names if n != ts_col],
         timestamp_column=ts_col,
         min_ts=_utc(lo),
         max_ts=_utc(hi),

@@ -224,7 +224,7 @@ def entity_column(values: pd.Series, name: str, kind: KeyKind) -> pa.Array:
     wanted = str if kind is KeyKind.STRING else bytes
     array = values.to_numpy(dtype=object)
     missing = pd.isna(values).to_numpy()
-    bad = [v for v, m in zip(array, missing, strict=True) if not m and type(v) is not wanted]
+    bad = [v for v, m in zip(array, missing, strict=True) if not m and not isinstance(v, wanted)]
     if bad:
         hint = ".astype(str)" if wanted is str else ".map(bytes)"
         raise InvalidEntityDataFrame(
@@ -233,7 +233,7 @@ def entity_column(values: pd.Series, name: str, kind: KeyKind) -> pa.Array:
             f"({'strings' if wanted is str else 'bytes'}). Convert the column, e.g. "
             f"df['{name}']{hint}."
         )
-    out = [None if m else v for v, m in zip(array, missing, strict=True)]
+    out = [None if m else wanted(v) for v, m in zip(array, missing, strict=True)]
     encoded = (len(v.encode("utf-8") if isinstance(v, str) else v) for v in out if v is not None)
     if max(encoded, default=0) > MAX_KEY_BYTES:
         raise InvalidEntityDataFrame(

@@ -23,7 +23,9 @@ later) and does the per-row work once per view or per column instead:
   through Feast's `python_values_to_proto_values`);
 - Redis compares and writes inside one Lua script call per 500 keys (`WRITE_NEWER`); a Redis
   Cluster or Sentinel, or key TTLs, take Feast's way instead: a pipeline of reads, then writes;
-- the views are written by `processes` forked processes at once (the work is Python-bound).
+- the views are written by `processes` forked processes at once (the work is Python-bound);
+  this process reads them from TiDB and hands each child its rows over a pipe;
+- the bytes themselves come from `providers.feast_redis`.
 
 Anything else (a non-TiDB source, another online store, a batch feature view with a transform)
 is handed to Feast's own local engine. tests/integration/test_materialization_engine.py holds
@@ -33,8 +35,7 @@ the Redis contents equal to the local engine's, key by key and byte by byte.
 from __future__ import annotations
 
 import logging
-import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -43,12 +44,10 @@ from feast.infra.common.materialization_job import MaterializationJobStatus, Mat
 from feast.infra.compute_engines.local.compute import LocalComputeEngine
 from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.registry.base_registry import BaseRegistry
-from feast.protos.feast.types.Value_pb2 import Value
 from feast.repo_config import FeastConfigBaseModel
-from feast.value_type import ValueType
-from google.protobuf.timestamp_pb2 import Timestamp
 from pydantic import Field, StrictInt
 
+from providers import feast_redis
 from providers.tidb import connection, declared, entity, keys, reader, sql
 
 log = logging.getLogger(__name__)
@@ -72,149 +71,32 @@ class TiDBRedisEngineConfig(FeastConfigBaseModel):
     )
 
 
-# ValueProto field setters for scalar Arrow columns (Feast's types, by ValueType).
-_SCALAR = {
-    ValueType.INT64: "int64_val",
-    ValueType.INT32: "int32_val",
-    ValueType.DOUBLE: "double_val",
-    ValueType.FLOAT: "float_val",
-    ValueType.STRING: "string_val",
-    ValueType.BOOL: "bool_val",
-}
-_KEY_PACK = {ValueType.INT64: "<q", ValueType.INT32: "<i"}
+# Messages to a forked writer: a batch (Arrow IPC stream), a failed read (its error), a view's end.
+_BATCH, _FAILED, _END = b"B", b"E", b"."
 
 
-def value_bytes(column: pa.Array | pa.ChunkedArray, value_type: ValueType) -> list[bytes]:
-    """Serialized ValueProto per value, as Feast stores them (a null is an empty ValueProto)."""
-    field = _SCALAR.get(value_type)
-    if field is None:  # lists, bytes, timestamps...: Feast's own conversion
-        from feast.type_map import python_values_to_proto_values
+class _ViewRows:
+    """One view's tables as `_send_views` sends them, up to its end mark; a failed read raises."""
 
-        protos = python_values_to_proto_values(column.to_pylist(), value_type)
-        return [p.SerializeToString() for p in protos]
-    empty = b""
-    values = column.to_pylist()
-    if value_type == ValueType.BOOL:
-        return [empty if v is None else Value(bool_val=bool(v)).SerializeToString() for v in values]
-    if value_type in (ValueType.DOUBLE, ValueType.FLOAT):
-        # NaN is stored as Feast stores it: an empty value (python_values_to_proto_values).
-        return [
-            empty if v is None or v != v else Value(**{field: v}).SerializeToString()
-            for v in values
-        ]
-    return [empty if v is None else Value(**{field: v}).SerializeToString() for v in values]
+    def __init__(self, pipe: Any):
+        self.pipe = pipe
+        self.ended = False
 
+    def __iter__(self) -> Iterator[pa.Table]:
+        while not self.ended:
+            message = self.pipe.recv_bytes()
+            kind, body = message[:1], message[1:]
+            if kind == _END:
+                self.ended = True
+            elif kind == _FAILED:
+                raise RuntimeError(body.decode())
+            else:
+                yield pa.ipc.open_stream(body).read_all()
 
-def entity_keys(
-    columns: Sequence[pa.Array | pa.ChunkedArray],
-    join_keys: Sequence[tuple[str, ValueType]],
-    project: str,
-    version: int,
-) -> list[bytes]:
-    """Feast's Redis keys (serialize_entity_key + project) for every row."""
-    suffix = project.encode("utf-8")
-    if version >= 3 and len(join_keys) == 1:
-        name, value_type = join_keys[0]
-        encoded = name.encode("utf8")
-        prefix = struct.pack("<III", 1, ValueType.STRING.value, len(encoded)) + encoded
-        values = columns[0].to_pylist()
-        if value_type in _KEY_PACK and None not in values:
-            fmt = _KEY_PACK[value_type]
-            head = prefix + struct.pack("<II", value_type.value, struct.calcsize(fmt))
-            return [head + struct.pack(fmt, v) + suffix for v in values]
-        if value_type == ValueType.STRING and None not in values:
-            out = []
-            for v in values:
-                raw = v.encode("utf8")
-                out.append(
-                    prefix + struct.pack("<II", ValueType.STRING.value, len(raw)) + raw + suffix
-                )
-            return out
-    from feast.infra.key_encoding_utils import serialize_entity_key
-    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-    from feast.type_map import python_values_to_proto_values
-
-    names = [name for name, _ in join_keys]
-    protos = [
-        python_values_to_proto_values(col.to_pylist(), vt)
-        for col, (_, vt) in zip(columns, join_keys, strict=True)
-    ]
-    return [
-        serialize_entity_key(EntityKey(join_keys=names, entity_values=list(row)), version) + suffix
-        for row in zip(*protos, strict=True)
-    ]
-
-
-def timestamp_bytes(micros: pa.Array | pa.ChunkedArray) -> tuple[list[bytes], list[int]]:
-    """Feast's stored event time (Timestamp proto) and the same instant in ns, per row, from the
-    event times in microseconds since the epoch."""
-    out, nanos = [], []
-    for us in micros.to_pylist():
-        seconds, rest = divmod(us, 1_000_000)
-        out.append(Timestamp(seconds=seconds, nanos=rest * 1000).SerializeToString())
-        nanos.append(us * 1000)
-    return out, nanos
-
-
-SCRIPT_KEYS = 500  # keys per script call: Redis runs a call whole, ~2-3 ms at this size
-
-# KEYS: the entity keys. ARGV: ts field, n, the n field hashes, then per key its Timestamp proto
-# bytes and n value bytes. Writes a key's row only if its event time is later than the stored
-# one (Feast's rule), comparing (seconds, nanos) decoded from the Timestamp protos (varints;
-# event times before 1970 take the pipelined path). Returns how many keys were written.
-WRITE_NEWER = """
-local function stamp(b)
-  local s, n, i = 0, 0, 1
-  while i <= #b do
-    local tag = string.byte(b, i)
-    i = i + 1
-    local v, mul, c = 0, 1, 128
-    while c >= 128 do
-      c = string.byte(b, i)
-      i = i + 1
-      v = v + (c % 128) * mul
-      mul = mul * 128
-    end
-    if tag == 8 then s = v elseif tag == 16 then n = v end
-  end
-  return s, n
-end
-local ts_field = ARGV[1]
-local nf = tonumber(ARGV[2])
-local per = nf + 1
-local base = 2 + nf
-local written = 0
-for k = 1, #KEYS do
-  local o = base + (k - 1) * per
-  local new_s, new_n = stamp(ARGV[o + 1])
-  local old = redis.call('HGET', KEYS[k], ts_field)
-  local newer = true
-  if old and #old > 0 then
-    local old_s, old_n = stamp(old)
-    if (old_s > 0 or old_n > 0) and (old_s > new_s or (old_s == new_s and old_n >= new_n)) then
-      newer = false
-    end
-  end
-  if newer then
-    local args = {ts_field, ARGV[o + 1]}
-    for j = 1, nf do
-      args[#args + 1] = ARGV[2 + j]
-      args[#args + 1] = ARGV[o + 1 + j]
-    end
-    redis.call('HSET', KEYS[k], unpack(args))
-    written = written + 1
-  end
-end
-return written
-"""
-
-
-def _stored_nanos(raw: bytes | None) -> int:
-    if not raw:
-        return 0
-    stamp = Timestamp()
-    stamp.ParseFromString(raw)
-    return stamp.seconds * 1_000_000_000 + stamp.nanos
+    def skip(self) -> None:
+        """Discard what is left of the view (its write failed), up to its end mark."""
+        while not self.ended:
+            self.ended = self.pipe.recv_bytes()[:1] == _END
 
 
 class TiDBRedisEngine(LocalComputeEngine):
@@ -249,41 +131,59 @@ class TiDBRedisEngine(LocalComputeEngine):
     def _materialize_forked(
         self, registry: BaseRegistry, tasks: list[MaterializationTask]
     ) -> dict[int, LocalMaterializationJob]:
-        """Views split over `processes` forked children. The registry is read here, before the
-        fork; each child opens its own TiDB and Redis connections and reports through a pipe."""
+        """Views split over `processes` forked children, which encode the rows and write them to
+        Redis (the Python-bound work). This process does the reading: connectorx's thread pool
+        does not survive a fork, so a child never reads from TiDB; a thread per child hands it
+        its views' rows as Arrow IPC over a pipe, a batch at a time. The registry is read here
+        too, before the fork; each child reports each view's outcome back."""
         import multiprocessing
         import os
+        import threading
 
         plans = [(task, self._columns(registry, task)) for task in tasks]
         context = multiprocessing.get_context("fork")
         n = min(self.processes, len(plans))
         children = []
         for group in (plans[k::n] for k in range(n)):
-            reader, writer = context.Pipe(duplex=False)
+            rows_out, rows_in = context.Pipe(duplex=False)
+            result_out, result_in = context.Pipe(duplex=False)
 
-            def run(group=group, writer=writer) -> None:
+            def run(group=group, rows=rows_out, result=result_in) -> None:
                 outcome: list[str | None] = []
-                for task, columns in group:
+                for task, _ in group:
+                    view_rows = _ViewRows(rows)
                     try:
-                        self._write_view(task, columns)
+                        self._write_tables(task, view_rows)
                         outcome.append(None)
                     except Exception as exc:  # reported to the parent, which fails the job
                         outcome.append(f"{type(exc).__name__}: {exc}")
-                writer.send(outcome)
-                writer.close()
+                        view_rows.skip()
+                result.send(outcome)
+                result.close()
                 os._exit(0)  # not the parent's atexit handlers
 
             process = context.Process(target=run, name="tidb-materialize")
             process.start()
-            writer.close()
-            children.append((process, reader, group))
+            rows_out.close()
+            result_in.close()
+            children.append((process, rows_in, result_out, group))
+        # Every child is forked before a reading thread starts.
+        feeders = [
+            threading.Thread(
+                target=self._send_views, args=(group, rows), name="tidb-materialize-read"
+            )
+            for _, rows, _, group in children
+        ]
+        for feeder in feeders:
+            feeder.start()
         jobs = {}
-        for process, reader, group in children:
+        for (process, _, results, group), feeder in zip(children, feeders, strict=True):
             try:
-                outcome = reader.recv()
+                outcome = results.recv()
             except EOFError:
                 outcome = [f"the writer process died (exit code {process.exitcode})"] * len(group)
             process.join()
+            feeder.join()
             for (task, _), error in zip(group, outcome, strict=True):
                 job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
                 jobs[id(task)] = (
@@ -294,6 +194,26 @@ class TiDBRedisEngine(LocalComputeEngine):
                     )
                 )
         return jobs
+
+    def _send_views(self, group: list, pipe: Any) -> None:
+        """Each view's rows to a child: batches, an error if the read fails, then an end mark."""
+        try:
+            for task, columns in group:
+                try:
+                    for table in self._read_view(task, columns):
+                        sink = pa.BufferOutputStream()
+                        with pa.ipc.new_stream(sink, table.schema) as stream:
+                            stream.write_table(table)
+                        pipe.send_bytes(_BATCH + sink.getvalue().to_pybytes())
+                except (BrokenPipeError, ConnectionResetError):
+                    raise
+                except Exception as exc:
+                    pipe.send_bytes(_FAILED + f"{type(exc).__name__}: {exc}".encode())
+                pipe.send_bytes(_END)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the child died; its missing report fails its views
+        finally:
+            pipe.close()
 
     def _fast_path(self, task: MaterializationTask) -> bool:
         from feast.infra.online_stores.redis import RedisOnlineStoreConfig
@@ -338,8 +258,12 @@ class TiDBRedisEngine(LocalComputeEngine):
         return _get_column_names(view, entities)
 
     def _write_view(self, task: MaterializationTask, columns: tuple) -> int:
-        from feast.infra.online_stores.helpers import _mmh3
-        from feast.infra.online_stores.redis import _versioned_fv_name
+        return self._write_tables(task, self._read_view(task, columns))
+
+    def _read_view(self, task: MaterializationTask, columns: tuple) -> Iterator[pa.Table]:
+        """The latest row per key in the task's window, `batch_rows` at a time, named and typed
+        as the view declares (the source's field mapping applied), with the event time in
+        microseconds (`sql.EVENT_US`)."""
         from feast.utils import _run_pyarrow_field_mapping
 
         from providers.tidb.source import TiDBSource
@@ -347,8 +271,7 @@ class TiDBRedisEngine(LocalComputeEngine):
         view: FeatureView = task.feature_view
         source = view.batch_source
         assert isinstance(source, TiDBSource)  # _fast_path checked it
-        config = self.repo_config
-        cfg = config.offline_store
+        cfg = self.repo_config.offline_store
         join_columns, feature_columns, ts_field, created_field = columns
         source_from = source.get_table_query_string()
         with connection.connect(cfg) as conn:
@@ -359,6 +282,7 @@ class TiDBRedisEngine(LocalComputeEngine):
                 [*join_columns, *feature_columns],
                 join_columns,
             )
+        quoted = {c: f"s.{sql.quote_identifier(c)}" for c in probed}
         statement = sql.latest_for_online(
             source_from,
             join_columns,
@@ -368,19 +292,26 @@ class TiDBRedisEngine(LocalComputeEngine):
             task.start_time,
             task.end_time,
             partition_by={
-                k: keys.canonical(
-                    probed[k], keys.source_kind(probed[k]), f"s.{sql.quote_identifier(k)}"
-                )
+                k: keys.canonical(probed[k], keys.source_kind(probed[k]), quoted[k])
                 for k in join_columns
             },
-            read_as={
-                c: declared.read_expression(probed[c], f"s.{sql.quote_identifier(c)}")
-                for c in feature_columns
-            },
+            read_as={c: declared.read_expression(probed[c], quoted[c]) for c in feature_columns},
         )
-        # Values typed as the view declares them (the names after the source's field mapping).
         dtypes = {f.name: f.dtype for f in [*view.features, *view.entity_columns]}
         _, batches = reader.read_batches(cfg, statement, self.batch_rows)
+        for raw in batches:
+            table = pa.Table.from_batches([raw])
+            if source.field_mapping:
+                table = _run_pyarrow_field_mapping(table, source.field_mapping)
+            yield declared.conform(table, dtypes)
+
+    def _write_tables(self, task: MaterializationTask, tables: Iterable[pa.Table]) -> int:
+        """Write the newer of `tables`' rows to Redis in Feast's format; rows written."""
+        from feast.infra.online_stores.helpers import _mmh3
+        from feast.infra.online_stores.redis import _versioned_fv_name
+
+        view: FeatureView = task.feature_view
+        config = self.repo_config
         name = _versioned_fv_name(view, config)
         features = [(f.name, f.dtype.to_value_type()) for f in view.features]
         fields = [_mmh3(f"{name}:{f}") for f, _ in features]
@@ -392,20 +323,16 @@ class TiDBRedisEngine(LocalComputeEngine):
         # live in different slots and key TTLs need an EXPIRE per key: those take two pipelines.
         scripted = online.redis_type == "redis" and not online.key_ttl_seconds
         written, rows = 0, 0
-        for raw in batches:
-            table = pa.Table.from_batches([raw])
-            if source.field_mapping:
-                table = _run_pyarrow_field_mapping(table, source.field_mapping)
-            batch = declared.conform(table, dtypes)
+        for batch in tables:
             rows += batch.num_rows
-            redis_keys = entity_keys(
+            redis_keys = feast_redis.entity_keys(
                 [batch.column(k) for k, _ in join_keys],
                 join_keys,
                 config.project,
                 config.entity_key_serialization_version,
             )
-            stamps, nanos = timestamp_bytes(batch.column(sql.EVENT_US))
-            values = [value_bytes(batch.column(f), vt) for f, vt in features]
+            stamps, nanos = feast_redis.timestamp_bytes(batch.column(sql.EVENT_US))
+            values = [feast_redis.value_bytes(batch.column(f), vt) for f, vt in features]
             if scripted and nanos and min(nanos) >= 0:
                 written += self._write_scripted(
                     client, redis_keys, ts_field_key, fields, stamps, values
@@ -434,10 +361,10 @@ class TiDBRedisEngine(LocalComputeEngine):
         values: list[list[bytes]],
     ) -> int:
         """Compare-and-write SCRIPT_KEYS keys per call of WRITE_NEWER (one round trip each)."""
-        script = client.register_script(WRITE_NEWER)
+        script = client.register_script(feast_redis.WRITE_NEWER)
         written = 0
-        for start in range(0, len(keys), SCRIPT_KEYS):
-            end = min(start + SCRIPT_KEYS, len(keys))
+        for start in range(0, len(keys), feast_redis.SCRIPT_KEYS):
+            end = min(start + feast_redis.SCRIPT_KEYS, len(keys))
             args: list[Any] = [ts_field, len(fields), *fields]
             for i in range(start, end):
                 args.append(stamps[i])
@@ -465,7 +392,7 @@ class TiDBRedisEngine(LocalComputeEngine):
         written = 0
         with client.pipeline(transaction=False) as pipe:
             for i, key in enumerate(keys):
-                seen = max(_stored_nanos(stored[i]), latest.get(key, 0))
+                seen = max(feast_redis.stored_nanos(stored[i]), latest.get(key, 0))
                 if seen and nanos[i] <= seen:  # Feast's rule: only a later event replaces
                     continue
                 latest[key] = nanos[i]

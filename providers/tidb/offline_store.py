@@ -256,6 +256,8 @@ class TiDBOfflineStore(OfflineStore):
         kinds = entity.key_kinds(specs)
         knowledge_time = knowledge_time_in_force()
         with connection.connect(cfg) as conn:
+            # TiDB decorrelates the latest-row lookup's MAX; MariaDB and MySQL run it per row.
+            latest_by_order = connection.flavor(conn) != "tidb"
             views = [entity.resolve(conn, i, spec, kinds) for i, spec in enumerate(specs)]
             if entity_df is None:
                 start, end = compute_non_entity_date_range(
@@ -273,7 +275,7 @@ class TiDBOfflineStore(OfflineStore):
         queries = [view.query(*bounds, knowledge_time) for view in views]
         head = [column for column, _ in rows.head]
         statement = pit_sql.point_in_time_join(
-            rows.table, queries, head, filter_by_created_timestamp
+            rows.table, queries, head, filter_by_created_timestamp, latest_by_order
         )
         parts = pit_sql.point_in_time_join_parts(
             rows.table,
@@ -281,6 +283,7 @@ class TiDBOfflineStore(OfflineStore):
             head,
             filter_by_created_timestamp,
             parts=cfg.query_parallelism,
+            latest_by_order=latest_by_order,
         )
         names = {column: name for column, name in rows.head}
         declared: dict[str, Any] = dict(rows.declared)

@@ -100,11 +100,18 @@ def connectorx_url(cfg: TiDBConnection) -> str:
 
 
 def read_batches(
-    cfg: TiDBConnection, statement: sql.Statement, batch_rows: int = BATCH_ROWS
+    cfg: TiDBConnection,
+    statement: sql.Statement,
+    batch_rows: int = BATCH_ROWS,
+    library: str | None = None,
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    """The result's schema, and its rows `batch_rows` at a time (memory bounded by a batch)."""
-    if cfg.tls:
+    """The result's schema, and its rows `batch_rows` at a time (memory bounded by a batch).
+    `library` ('connectorx' or 'pymysql') overrides the choice by TLS (benchmarks/reader.py)."""
+    library = library or ("pymysql" if cfg.tls else "connectorx")
+    if library == "pymysql":
         return _pymysql_batches(cfg, statement, batch_rows)
+    if library != "connectorx" or cfg.tls:
+        raise ValueError(f"No reader {library!r} for this connection (TLS: {cfg.tls}).")
     import connectorx
 
     text = render(statement)
@@ -138,9 +145,12 @@ def _read_error(exc: BaseException) -> BaseException:
 
 
 def read_table(
-    cfg: TiDBConnection, statement: sql.Statement, batch_rows: int = BATCH_ROWS
+    cfg: TiDBConnection,
+    statement: sql.Statement,
+    batch_rows: int = BATCH_ROWS,
+    library: str | None = None,
 ) -> pa.Table:
-    schema, batches = read_batches(cfg, statement, batch_rows)
+    schema, batches = read_batches(cfg, statement, batch_rows, library)
     return pa.Table.from_batches(list(batches), schema=schema)
 
 

@@ -231,6 +231,13 @@ def insert(table: str, columns: Sequence[str]) -> str:
     return f"INSERT INTO {quote_table(table)} ({cols}) VALUES ({marks})"
 
 
+def insert_values(table: str, columns: Sequence[str], values: str) -> str:
+    """INSERT of rows already written as safe literals (`types.values_text`); run it with empty
+    parameters, so that pymysql undoes the `%%` of quoted names."""
+    cols = ", ".join(quote_identifier(c) for c in columns)
+    return f"INSERT INTO {quote_table(table)} ({cols}) VALUES {values}"
+
+
 def insert_select(table: str, columns: Sequence[str], select_sql: str) -> str:
     cols = ", ".join(quote_identifier(c) for c in columns)
     return f"INSERT INTO {quote_table(table)} ({cols}) SELECT {cols} FROM ({select_sql}) AS q"

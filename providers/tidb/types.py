@@ -327,18 +327,66 @@ def arrow_rows(table: pa.Table, columns: Sequence[str], batch_rows: int) -> Iter
         yield list(zip(*(_db_values(arr) for arr in batch.columns), strict=True))
 
 
+def _timestamp_text(arr: pa.Array) -> pa.Array:
+    """Naive UTC wall-clock text, as pymysql writes a datetime ('2026-01-02 03:04:05.123456', no
+    fraction when it is zero); sub-microsecond digits are dropped, as a datetime's are."""
+    if arr.type.tz is not None:
+        arr = arr.cast(pa.timestamp(arr.type.unit, tz="UTC"))
+    text = arr.cast(pa.timestamp("us"), safe=False).cast(pa.string())
+    return pc.replace_substring_regex(text, r"\.000000$", "")
+
+
+def sql_literals(arr: pa.Array) -> pa.Array | None:
+    """Each value as an SQL literal that cannot carry SQL, whatever the server's sql_mode: integers
+    as digits, timestamps as quoted digits and separators, text and bytes as hex (X'...', the
+    exact bytes), nulls as NULL. None for other types (bound by pymysql instead)."""
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    kind = arr.type
+    if pa.types.is_integer(kind):
+        text = arr.cast(pa.string())
+    elif pa.types.is_timestamp(kind):
+        text = pc.binary_join_element_wise("'", _timestamp_text(arr), "'", "")
+    elif pa.types.is_string(kind) or pa.types.is_binary(kind):
+        raw = arr.cast(pa.binary()).to_pylist()
+        text = pa.array([None if v is None else f"X'{v.hex()}'" for v in raw], pa.string())
+    else:
+        return None
+    return text.fill_null("NULL")
+
+
+def values_text(
+    table: pa.Table, columns: Sequence[str], batch_rows: int
+) -> Iterator[tuple[str, int]] | None:
+    """(`(v, ...),(v, ...)`, row count) of `table`'s rows as `sql_literals`, `batch_rows` rows at
+    a time; None when a column's type has no such literal."""
+    literals = []
+    for name in columns:
+        text = sql_literals(table.column(name).combine_chunks())
+        if text is None:
+            return None
+        literals.append(text)
+    rows = pc.binary_join_element_wise("(", *_interleave(literals, ","), ")", "")
+    return (
+        (",".join(part.to_pylist()), len(part))
+        for part in (rows.slice(start, batch_rows) for start in range(0, len(rows), batch_rows))
+    )
+
+
+def _interleave(arrays: list[pa.Array], sep: str) -> list:
+    out: list = []
+    for i, a in enumerate(arrays):
+        out += [sep, a] if i else [a]
+    return out
+
+
 def _db_values(arr: pa.Array) -> list:
     """One column's values as pymysql binds them; the common types converted in Arrow."""
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     kind = arr.type
     if pa.types.is_timestamp(kind):
-        if kind.tz is not None:
-            arr = arr.cast(pa.timestamp(kind.unit, tz="UTC"))
-        # Naive UTC wall-clock text, as pymysql writes a datetime ('2026-01-02 03:04:05.123456',
-        # no fraction when it is zero); sub-microsecond digits are dropped, as a datetime's are.
-        text = arr.cast(pa.timestamp("us"), safe=False).cast(pa.string())
-        return pc.replace_substring_regex(text, r"\.000000$", "").to_pylist()
+        return _timestamp_text(arr).to_pylist()
     if pa.types.is_integer(kind) or pa.types.is_string(kind) or pa.types.is_boolean(kind):
         return arr.to_pylist()  # int / str / bool / None: as pymysql takes them
     if pa.types.is_floating(kind):

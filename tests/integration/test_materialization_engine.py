@@ -213,3 +213,25 @@ def test_a_view_failing_in_a_writer_process_fails_materialize(
         cur.execute("DROP TABLE engine_src")  # every view now reads a table that is gone
     with pytest.raises(Exception, match="engine_src"):
         store.materialize(T0 - timedelta(days=1), T0 + timedelta(days=4))
+
+
+def test_forked_writers_never_read_from_tidb(
+    repo_config, seeded, tmp_path, redis_server, monkeypatch
+):
+    """connectorx's thread pool does not survive a fork: a child that read from TiDB after this
+    process had read crashed (SIGSEGV). Only this process reads; children encode and write."""
+    import os
+
+    from providers.tidb import reader
+
+    parent, real = os.getpid(), reader.read_batches
+
+    def read_batches(*args, **kwargs):
+        if os.getpid() != parent:
+            raise AssertionError("a forked writer read from TiDB")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(reader, "read_batches", read_batches)
+    store = _store(repo_config, tmp_path, "ours", ENGINE)
+    client = redis_py.Redis.from_url(redis_server.url)
+    assert len(_run(store, client)) == 350 + 50

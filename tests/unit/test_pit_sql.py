@@ -260,3 +260,24 @@ def test_distinct_entity_rows_golden():
     assert_naive(params)
     plain, plain_params = pit_sql.distinct_entity_rows(sources[:1], START, END)
     assert "COALESCE" not in plain and plain_params == [START_UTC, END_UTC]
+
+
+def test_latest_by_order_reads_the_index_backwards_and_stops():
+    """MariaDB and MySQL run the lookup per row: ORDER BY ... LIMIT 1 instead of MAX (TiDB keeps
+    MAX, which it decorrelates); the rest of the statement and its parameters are the same."""
+    v = view("a", "`s0`", [int_key("user_id")], [("amt", "_feast_f0_0")], ttl_us=5)
+    by_max, params = pit_sql.point_in_time_join("ent", [v], [sql.ROW_ID])
+    by_order, order_params = pit_sql.point_in_time_join(
+        "ent", [v], [sql.ROW_ID], latest_by_order=True
+    )
+    where = (
+        "WHERE s.`user_id` = e.`_feast_k0` AND s.`ts` <= e.`_feast_ts` "
+        "AND s.`ts` >= DATE_SUB(e.`_feast_ts`, INTERVAL %s MICROSECOND) AND 1 = 1"
+    )
+    by_max_lookup = f"(SELECT MAX(s.`ts`) FROM `s0` AS s {where}) AS _feast_latest_ts"
+    by_order_lookup = (
+        f"(SELECT s.`ts` FROM `s0` AS s {where} ORDER BY s.`ts` DESC LIMIT 1) AS _feast_latest_ts"
+    )
+    assert by_max_lookup in by_max
+    assert by_max.replace(by_max_lookup, by_order_lookup) == by_order
+    assert order_params == params

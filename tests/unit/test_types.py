@@ -392,3 +392,28 @@ def test_arrow_rows_does_not_turn_real_floats_into_none():
     table = pa.table({"f": [0.0, -1.25, math.pi]})
     (batch,) = list(types.arrow_rows(table, ["f"], 10))
     assert batch == [(0.0,), (-1.25,), (math.pi,)]
+
+
+def test_sql_literals_cannot_carry_sql():
+    ints = types.sql_literals(pa.array([1, None, -(2**63)]))
+    assert ints.to_pylist() == ["1", "NULL", "-9223372036854775808"]
+    text = types.sql_literals(pa.array(["a'); DROP TABLE t; --", "é", None]))
+    assert text.to_pylist() == [
+        "X'" + b"a'); DROP TABLE t; --".hex() + "'",
+        "X'c3a9'",
+        "NULL",
+    ]
+    stamps = types.sql_literals(
+        pa.array([dt.datetime(2026, 1, 2, 3, 4, 5, 6), dt.datetime(2026, 1, 2)], pa.timestamp("us"))
+    )
+    assert stamps.to_pylist() == ["'2026-01-02 03:04:05.000006'", "'2026-01-02 00:00:00'"]
+    assert types.sql_literals(pa.array([1.5])) is None  # floats are bound by pymysql
+
+
+def test_values_text_batches_rows():
+    table = pa.table({"k": [1, 2, 3], "s": ["x", None, "z"]})
+    assert list(types.values_text(table, ["k", "s"], 2)) == [
+        ("(1,X'78'),(2,NULL)", 2),
+        ("(3,X'7a')", 1),
+    ]
+    assert types.values_text(pa.table({"f": [0.5]}), ["f"], 10) is None

@@ -1,0 +1,160 @@
+"""Feast's Redis layout, written in bulk: entity keys, ValueProto and Timestamp bytes, and the
+compare-and-write script, byte for byte what Feast's own Redis online store writes.
+
+Feast keeps this layout private to its online store; tests/integration/test_materialization_engine.py
+holds these bytes equal to Feast's engine's, key by key.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+
+import pyarrow as pa
+from feast.protos.feast.types.Value_pb2 import Value
+from feast.value_type import ValueType
+from google.protobuf.timestamp_pb2 import Timestamp
+
+# ValueProto field setters for scalar Arrow columns (Feast's types, by ValueType).
+_SCALAR = {
+    ValueType.INT64: "int64_val",
+    ValueType.INT32: "int32_val",
+    ValueType.DOUBLE: "double_val",
+    ValueType.FLOAT: "float_val",
+    ValueType.STRING: "string_val",
+    ValueType.BOOL: "bool_val",
+}
+_KEY_PACK = {ValueType.INT64: "<q", ValueType.INT32: "<i"}
+
+
+def value_bytes(column: pa.Array | pa.ChunkedArray, value_type: ValueType) -> list[bytes]:
+    """Serialized ValueProto per value, as Feast stores them (a null is an empty ValueProto)."""
+    field = _SCALAR.get(value_type)
+    if field is None:  # lists, bytes, timestamps...: Feast's own conversion
+        from feast.type_map import python_values_to_proto_values
+
+        protos = python_values_to_proto_values(column.to_pylist(), value_type)
+        return [p.SerializeToString() for p in protos]
+    empty = b""
+    values = column.to_pylist()
+    if value_type == ValueType.BOOL:
+        return [empty if v is None else Value(bool_val=bool(v)).SerializeToString() for v in values]
+    if value_type in (ValueType.DOUBLE, ValueType.FLOAT):
+        # NaN is stored as Feast stores it: an empty value (python_values_to_proto_values).
+        return [
+            empty if v is None or v != v else Value(**{field: v}).SerializeToString()
+            for v in values
+        ]
+    return [empty if v is None else Value(**{field: v}).SerializeToString() for v in values]
+
+
+def entity_keys(
+    columns: Sequence[pa.Array | pa.ChunkedArray],
+    join_keys: Sequence[tuple[str, ValueType]],
+    project: str,
+    version: int,
+) -> list[bytes]:
+    """Feast's Redis keys (serialize_entity_key + project) for every row."""
+    suffix = project.encode("utf-8")
+    if version >= 3 and len(join_keys) == 1:
+        name, value_type = join_keys[0]
+        encoded = name.encode("utf8")
+        prefix = struct.pack("<III", 1, ValueType.STRING.value, len(encoded)) + encoded
+        values = columns[0].to_pylist()
+        if value_type in _KEY_PACK and None not in values:
+            fmt = _KEY_PACK[value_type]
+            head = prefix + struct.pack("<II", value_type.value, struct.calcsize(fmt))
+            return [head + struct.pack(fmt, v) + suffix for v in values]
+        if value_type == ValueType.STRING and None not in values:
+            out = []
+            for v in values:
+                raw = v.encode("utf8")
+                out.append(
+                    prefix + struct.pack("<II", ValueType.STRING.value, len(raw)) + raw + suffix
+                )
+            return out
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.type_map import python_values_to_proto_values
+
+    names = [name for name, _ in join_keys]
+    protos = [
+        python_values_to_proto_values(col.to_pylist(), vt)
+        for col, (_, vt) in zip(columns, join_keys, strict=True)
+    ]
+    return [
+        serialize_entity_key(EntityKey(join_keys=names, entity_values=list(row)), version) + suffix
+        for row in zip(*protos, strict=True)
+    ]
+
+
+def timestamp_bytes(micros: pa.Array | pa.ChunkedArray) -> tuple[list[bytes], list[int]]:
+    """Feast's stored event time (Timestamp proto) and the same instant in ns, per row, from the
+    event times in microseconds since the epoch."""
+    out, nanos = [], []
+    for us in micros.to_pylist():
+        seconds, rest = divmod(us, 1_000_000)
+        out.append(Timestamp(seconds=seconds, nanos=rest * 1000).SerializeToString())
+        nanos.append(us * 1000)
+    return out, nanos
+
+
+SCRIPT_KEYS = 500  # keys per script call: Redis runs a call whole, ~2-3 ms at this size
+
+# KEYS: the entity keys. ARGV: ts field, n, the n field hashes, then per key its Timestamp proto
+# bytes and n value bytes. Writes a key's row only if its event time is later than the stored
+# one (Feast's rule), comparing (seconds, nanos) decoded from the Timestamp protos (varints;
+# event times before 1970 take the pipelined path). Returns how many keys were written.
+WRITE_NEWER = """
+local function stamp(b)
+  local s, n, i = 0, 0, 1
+  while i <= #b do
+    local tag = string.byte(b, i)
+    i = i + 1
+    local v, mul, c = 0, 1, 128
+    while c >= 128 do
+      c = string.byte(b, i)
+      i = i + 1
+      v = v + (c % 128) * mul
+      mul = mul * 128
+    end
+    if tag == 8 then s = v elseif tag == 16 then n = v end
+  end
+  return s, n
+end
+local ts_field = ARGV[1]
+local nf = tonumber(ARGV[2])
+local per = nf + 1
+local base = 2 + nf
+local written = 0
+for k = 1, #KEYS do
+  local o = base + (k - 1) * per
+  local new_s, new_n = stamp(ARGV[o + 1])
+  local old = redis.call('HGET', KEYS[k], ts_field)
+  local newer = true
+  if old and #old > 0 then
+    local old_s, old_n = stamp(old)
+    if (old_s > 0 or old_n > 0) and (old_s > new_s or (old_s == new_s and old_n >= new_n)) then
+      newer = false
+    end
+  end
+  if newer then
+    local args = {ts_field, ARGV[o + 1]}
+    for j = 1, nf do
+      args[#args + 1] = ARGV[2 + j]
+      args[#args + 1] = ARGV[o + 1 + j]
+    end
+    redis.call('HSET', KEYS[k], unpack(args))
+    written = written + 1
+  end
+end
+return written
+"""
+
+
+def stored_nanos(raw: bytes | None) -> int:
+    if not raw:
+        return 0
+    stamp = Timestamp()
+    stamp.ParseFromString(raw)
+    return stamp.seconds * 1_000_000_000 + stamp.nanos
