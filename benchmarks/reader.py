@@ -8,8 +8,8 @@ The statement is what the store sends: FLOAT selected as DOUBLE (declared.read_e
 
 Readers (providers/tidb/reader.py), each in a fresh process per repetition (`--worker`):
 - connectorx: the reader for `tls: false` (binary protocol, straight into Arrow);
-- pymysql: the reader for `tls: true`, here over plaintext (the parse cost alone);
-- pymysql over TLS: the same against a second MariaDB that accepts only TLS (a throwaway CA),
+- asyncmy: the reader for `tls: true`, here over plaintext (the parse cost alone);
+- asyncmy over TLS: the same against a second MariaDB that accepts only TLS (a throwaway CA),
   the certificate verified.
 Timed: the read alone (connection, query, all batches into one Arrow table), and the whole
 process's wall time and peak memory (common.run_measured). Reported: the median of --repeat.
@@ -50,8 +50,8 @@ DECLARED = {
 }
 READERS = {
     "connectorx": ("plain", "connectorx"),
-    "pymysql": ("plain", "pymysql"),
-    "pymysql over TLS": ("tls", "pymysql"),
+    "asyncmy": ("plain", "asyncmy"),
+    "asyncmy over TLS": ("tls", "asyncmy"),
 }
 
 
@@ -86,9 +86,9 @@ def load(env: dict[str, str], rows: int) -> None:
             f"CREATE TABLE {TABLE} (id BIGINT PRIMARY KEY, user_id BIGINT, name VARCHAR(64), "
             "f FLOAT, d DOUBLE, i INT, b TINYINT(1), ts DATETIME(6), ts2 TIMESTAMP(6) NULL, "
             "amount DECIMAL(12,2))",
-            f"INSERT INTO {TABLE} SELECT seq, seq % 100000, CONCAT('user_', seq % 1000), "  # noqa: S608
-            "seq / 7, seq / 3.0, seq % 1000, seq % 2, "
-            "TIMESTAMP('2026-01-01') + INTERVAL seq SECOND + INTERVAL seq % 1000 MICROSECOND, "
+            f"INSERT INTO {TABLE} SELECT seq, seq %% 100000, CONCAT('user_', seq %% 1000), "  # noqa: S608
+            "seq / 7, seq / 3.0, seq %% 1000, seq %% 2, "
+            "TIMESTAMP('2026-01-01') + INTERVAL seq SECOND + INTERVAL seq %% 1000 MICROSECOND, "
             "TIMESTAMP('2026-01-01') + INTERVAL seq SECOND, seq / 100 "
             f"FROM seq_1_to_{int(rows)}",
         ):
@@ -100,6 +100,7 @@ def _tls_server(folder: Path):
 
     from devstack import MariaDB
 
+    folder.mkdir(parents=True, exist_ok=True)
     ca = trustme.CA()
     cert = ca.issue_cert("127.0.0.1")
     ca.cert_pem.write_to_path(str(folder / "ca.pem"))
@@ -167,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
             peak_rss_mib=m["peak_rss_mib"],
         )
     cx = medians["connectorx"]["read_s"]
-    result.ratio("read pymysql/connectorx", medians["pymysql"]["read_s"] / cx)
-    result.ratio("read pymysql over TLS/connectorx", medians["pymysql over TLS"]["read_s"] / cx)
+    result.ratio("read asyncmy/connectorx", medians["asyncmy"]["read_s"] / cx)
+    result.ratio("read asyncmy over TLS/connectorx", medians["asyncmy over TLS"]["read_s"] / cx)
     result.save()
     return 0
 

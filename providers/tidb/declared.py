@@ -121,6 +121,10 @@ def _to(values: pa.Array, target: pa.DataType, name: str, dtype: Any) -> pa.Arra
             return _timestamps(values)
         if pa.types.is_null(values.type):
             return pa.nulls(len(values), target)
+        if pa.types.is_decimal(values.type) and pa.types.is_floating(target):
+            # Through the exact decimal text: Arrow's decimal-to-double cast is not correctly
+            # rounded (0.03 became 0.030000000000000002); its text parser is.
+            return _to(values.cast(pa.string()).cast(pa.float64()), target, name, dtype)
         if pa.types.is_float32(target) and pa.types.is_floating(values.type):
             narrowed = values.cast(target)
             overflow = pc.and_(pc.is_inf(narrowed), pc.invert(pc.is_inf(values)))

@@ -1,16 +1,20 @@
 """Query results as Arrow record batches.
 
-Two maintained libraries, chosen by the connection's TLS setting:
+Two maintained libraries, chosen by the connection's TLS setting (benchmarks/reader.py measures
+both on the same 1M rows x 10 columns; docs/benchmarks.md has the figures):
 
 - `tls: false`: connectorx (Rust). It reads over MySQL's binary protocol (exact FLOAT and DOUBLE
   bits, integers as integers) straight into Arrow, in batches of `batch_rows`, so memory stays
-  bounded on any result size. On this project's 2-core machine it read 1M rows x 10 columns in
-  about 1.1 s, against 21.8 s for pymysql (docs/benchmarks.md).
-- `tls: true`: pymysql, with an unbuffered cursor read `batch_rows` rows at a time, over a TLS
-  session that verifies the server certificate (`connection.tls_context`). connectorx 0.4's
-  MySQL source cannot do TLS: it builds its options from the URL alone, and the mysql crate's URL
-  takes no TLS settings. The statements are the same; FLOAT columns are selected as DOUBLE
-  (`declared.read_expression`), so the text protocol's six digits cannot round them.
+  bounded on any result size.
+- `tls: true`: asyncmy (pymysql's protocol compiled with Cython) over a TLS session that verifies
+  the server certificate (`connection.tls_context`), an unbuffered cursor read `batch_rows` rows
+  at a time, converted to Arrow a column at a time. connectorx 0.4's MySQL source cannot do TLS:
+  it builds its options from the URL alone, and the mysql crate's URL takes no TLS settings.
+  asyncmy parses rows several times faster than pymysql; it is asynchronous, so a private
+  thread runs its event loop and hands batches over a queue of two (works inside notebooks and
+  other running event loops, and keeps memory bounded). The statements are the same; FLOAT
+  columns are selected as DOUBLE (`declared.read_expression`), so the text protocol's six
+  digits cannot round them.
 
 Every session reads and compares timestamps in UTC (`time_zone = '+00:00'`). Statement values
 are inlined for connectorx (it takes SQL text only): only numbers, timestamps and NULL may be
@@ -20,15 +24,16 @@ values reach the server through pymysql's bound parameters, into scratch tables.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import decimal
+import gc
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pyarrow as pa
-import pymysql
-import pymysql.cursors
 from pymysql.converters import escape_item
 
 from providers.tidb import sql, types
@@ -106,10 +111,10 @@ def read_batches(
     library: str | None = None,
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
     """The result's schema, and its rows `batch_rows` at a time (memory bounded by a batch).
-    `library` ('connectorx' or 'pymysql') overrides the choice by TLS (benchmarks/reader.py)."""
-    library = library or ("pymysql" if cfg.tls else "connectorx")
-    if library == "pymysql":
-        return _pymysql_batches(cfg, statement, batch_rows)
+    `library` ('connectorx' or 'asyncmy') overrides the choice by TLS (benchmarks/reader.py)."""
+    library = library or ("asyncmy" if cfg.tls else "connectorx")
+    if library == "asyncmy":
+        return _asyncmy_batches(cfg, statement, batch_rows)
     if library != "connectorx" or cfg.tls:
         raise ValueError(f"No reader {library!r} for this connection (TLS: {cfg.tls}).")
     import connectorx
@@ -154,39 +159,121 @@ def read_table(
     return pa.Table.from_batches(list(batches), schema=schema)
 
 
-def _pymysql_batches(
+_DONE = object()
+_gc_lock = threading.Lock()
+_gc_pauses = 0  # reads running with the cyclic garbage collector paused
+_gc_was_enabled = True  # its state when the first of them began
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while rows are parsed into objects.
+
+    A result is millions of tuples; each allocation burst starts a collection that walks every
+    object in the process (a Feast process holds many), which doubled the TLS read of 1M rows x
+    10 columns (7.4 s against 3.8 s paused; benchmarks/reader.py). Rows hold no reference cycles;
+    the collector is restarted when the last read ends, as it was."""
+    global _gc_pauses, _gc_was_enabled
+    with _gc_lock:
+        if _gc_pauses == 0:
+            _gc_was_enabled = gc.isenabled()
+            gc.disable()
+        _gc_pauses += 1
+    try:
+        yield
+    finally:
+        with _gc_lock:
+            _gc_pauses -= 1
+            if _gc_pauses == 0 and _gc_was_enabled:
+                gc.enable()
+
+
+def _asyncmy_batches(
     cfg: TiDBConnection, statement: sql.Statement, batch_rows: int
 ) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    import asyncio
+    import queue
+
     from providers.tidb import connection
 
-    conn = connection.connect_raw(cfg)
-    try:
-        for text in session_statements(cfg)[1:]:  # connect() already set the time zone
-            connection.execute(conn, (text, []))
-        cur = conn.cursor(pymysql.cursors.SSCursor)
-        text, params = statement
-        cur.execute(text, tuple(params))
-    except BaseException:
-        conn.close()
-        raise
-    fields = connection.result_fields(cur)
-    names = [f.name for f in fields]
-    kinds = [types.arrow_type_of(f) for f in fields]
-    schema = pa.schema(list(zip(names, kinds, strict=True)))
+    handover: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def put(item: object) -> bool:
+        """Hand `item` over unless the reader was abandoned (then: False)."""
+        while not stop.is_set():
+            try:
+                handover.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    async def produce() -> None:
+        import asyncmy
+        from asyncmy.cursors import SSCursor
+
+        conn = None
+        pause = _gc_paused()
+        pause.__enter__()  # left in the finally below, after the connection is closed
+        try:
+            kwargs = connection.connect_kwargs(cfg)
+            for unsupported in ("ssl_disabled", "write_timeout"):  # pymysql-only options
+                kwargs.pop(unsupported, None)
+            kwargs["db"] = kwargs.pop("database")
+            conn = await asyncmy.connect(**kwargs)
+            async with conn.cursor(cursor=SSCursor) as cur:
+                for text in session_statements(cfg)[1:]:  # the time zone is the init command
+                    await cur.execute(text)
+                text, params = statement
+                await cur.execute(text, tuple(params))
+                # Full column metadata (flags, charset) as pymysql keeps it; description drops it.
+                result = getattr(cur, "_result", None)
+                fields = list(getattr(result, "fields", None) or [])
+                if not fields:
+                    raise TiDBReadError("asyncmy gave no column metadata for the result.")
+                kinds = [types.arrow_type_of(f) for f in fields]
+                schema = pa.schema([(f.name, k) for f, k in zip(fields, kinds, strict=True)])
+                if not put(schema):
+                    return
+                while rows := await cur.fetchmany(batch_rows):
+                    cols = list(zip(*rows, strict=True))
+                    arrays = [
+                        types.column_to_arrow(list(c), k) for c, k in zip(cols, kinds, strict=True)
+                    ]
+                    if not put(pa.RecordBatch.from_arrays(arrays, schema=schema)):
+                        return
+        except BaseException as exc:  # handed to the reading thread, which raises it
+            put(exc)
+        finally:
+            if conn is not None:
+                conn.close()
+            pause.__exit__(None, None, None)
+            put(_DONE)
+
+    thread = threading.Thread(target=asyncio.run, args=(produce(),), name="tidb-tls-read")
+    thread.start()
+
+    def take() -> object:
+        item = handover.get()
+        if isinstance(item, BaseException):
+            raise _read_error(item) from item
+        return item
 
     def batches() -> Iterator[pa.RecordBatch]:
         try:
-            while True:
-                rows = cur.fetchmany(batch_rows)
-                if not rows:
-                    return
-                cols = list(zip(*rows, strict=True))
-                yield pa.RecordBatch.from_arrays(
-                    [types.column_to_arrow(list(c), k) for c, k in zip(cols, kinds, strict=True)],
-                    schema=schema,
-                )
+            while (item := take()) is not _DONE:
+                yield item
         finally:
-            cur.close()
-            conn.close()
+            stop.set()
+            thread.join()
 
+    try:
+        schema = take()
+    except BaseException:
+        stop.set()
+        thread.join()
+        raise
+    if schema is _DONE:
+        raise TiDBReadError("The query returned no result set.")
     return schema, batches()

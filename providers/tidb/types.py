@@ -118,12 +118,22 @@ def _normalise(value: Any, kind: pa.DataType) -> Any:
 
 
 def column_to_arrow(values: list, kind: pa.DataType) -> pa.Array:
-    """Build one Arrow column from the values pymysql returned."""
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind):
-        try:  # pymysql's int/float/str/None as they are: Arrow converts them in C
-            return pa.array(values, type=kind)
+    """Build one Arrow column from the values pymysql (or asyncmy) returned; the common types
+    are converted by Arrow in C, anything it refuses value by value."""
+    try:
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_string(kind):
+            return pa.array(values, type=kind)  # int/float/str/None as they are
+        if pa.types.is_timestamp(kind):  # naive datetimes in the UTC session
+            return pa.array(values, type=pa.timestamp("us")).cast(kind)
+        if pa.types.is_boolean(kind):  # TINYINT(1) arrives as 0/1
+            return pa.array(values, type=pa.int64()).cast(kind)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        pass
+    if pa.types.is_floating(kind) and any(isinstance(v, decimal.Decimal) for v in values[:64]):
+        try:  # DECIMAL: exact decimals, then their text parsed, correctly rounded
+            return pa.array(values).cast(pa.string()).cast(kind)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
-            pass  # DECIMAL, BIT(n) bytes, ...: value by value below
+            pass
     return pa.array([_normalise(v, kind) for v in values], type=kind)
 
 

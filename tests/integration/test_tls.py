@@ -136,3 +136,26 @@ def test_spark_reads_and_writes_over_tls(settings):
         assert cur.fetchall() == ((1, 1.5), (2, 2.5))
         cur.execute("SHOW STATUS LIKE 'Ssl_version'")  # this session is TLS too
         assert cur.fetchone()[1].startswith("TLS")
+
+
+def test_the_tls_reader_verifies_the_certificate_too(settings, tls_server):
+    from providers.tidb import reader
+    from providers.tidb.errors import TiDBReadError
+
+    _, folder = tls_server
+    wrong = settings.model_copy(update={"tls_ca": str(folder / "other-ca.pem")})
+    with pytest.raises(TiDBReadError, match="CERTIFICATE_VERIFY_FAILED"):
+        reader.read_table(wrong, ("SELECT 1 AS one", []))
+
+
+def test_an_abandoned_tls_read_stops_its_thread_and_connection(settings):
+    import threading
+
+    from providers.tidb import reader
+
+    rows = ("SELECT seq FROM seq_1_to_200000", [])  # MariaDB's sequence engine
+    schema, batches = reader.read_batches(settings, rows, batch_rows=1000)
+    assert schema.names == ["seq"] and next(batches).num_rows == 1000
+    batches.close()  # the caller stops reading after one batch
+    assert not [t for t in threading.enumerate() if t.name == "tidb-tls-read"]
+    assert reader.read_table(settings, ("SELECT 7 AS n", [])).column("n").to_pylist() == [7]

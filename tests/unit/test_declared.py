@@ -63,6 +63,16 @@ def test_values_that_do_not_fit_are_errors_naming_the_feature(values, dtype, det
         conform(values, dtype)
 
 
+def test_decimals_become_the_nearest_double():
+    """Arrow's decimal-to-double cast gives 0.030000000000000002 for 0.03; the store must not."""
+    values = pa.array(
+        [decimal.Decimal(f"{i / 100:.2f}") for i in range(1000)], pa.decimal128(12, 2)
+    )
+    out = conform(values, Float64).to_pylist()
+    assert out == [float(f"{i / 100:.2f}") for i in range(1000)]
+    assert conform(values, Float32).to_pylist() == pytest.approx(out, rel=1e-7)
+
+
 def test_timestamps_from_naive_aware_text_and_epoch_seconds():
     naive = pa.array([STAMP.replace(tzinfo=None)], pa.timestamp("us"))
     assert conform(naive, UnixTimestamp).to_pylist() == [STAMP]
