@@ -12,12 +12,13 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS
 
-ORDER = ["online", "materialize", "historical", "spark_backfill"]
+ORDER = ["online", "materialize", "historical", "reader", "spark_backfill"]
 # The metric columns worth a table, per measure, in order; anything else stays in the JSON.
 COLUMNS = {
     "online": ["concurrency", "requests", "rps", "p50_ms", "p95_ms", "p99_ms"],
     "materialize": ["rows", "wall_s", "rows_per_s", "peak_rss_mib"],
     "historical": ["entity_rows", "feature_rows", "wall_s", "peak_rss_mib"],
+    "reader": ["read_s", "rows_per_s", "wall_s", "peak_rss_mib"],
     "spark_backfill": ["master", "events", "feature_rows", "wall_s", "events_per_s"],
 }
 
@@ -86,6 +87,7 @@ def chart(measures: list[dict], path: Path) -> None:
         "online": ("p99_ms", "p99 latency (ms)"),
         "materialize": ("rows_per_s", "rows/s"),
         "historical": ("wall_s", "wall time (s)"),
+        "reader": ("read_s", "read time (s)"),
         "spark_backfill": ("events_per_s", "events/s"),
     }
     shown = [m for m in measures if m["measure"] in main]

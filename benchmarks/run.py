@@ -15,11 +15,12 @@ import time
 
 from benchmarks.common import ROOT, machine
 
-MEASURES = ["online", "materialize", "historical", "spark_backfill"]
+MEASURES = ["online", "materialize", "historical", "reader", "spark_backfill"]
 QUICK = {
     "online": ["--users", "1000", "--requests", "2000", "--concurrency", "1", "8"],
     "materialize": ["--rows", "40000"],
     "historical": ["--entity-rows", "5000", "--rows-per-view", "50000", "--users", "5000"],
+    "reader": ["--rows", "20000", "--repeat", "1"],
     "spark_backfill": ["--days", "30", "--users", "300"],
 }
 
