@@ -195,7 +195,9 @@ def training_set(
     frame = job.to_df().sort_values("event_timestamp").reset_index(drop=True)
     dataset = None
     if save_dataset:
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        # Microseconds: two training sets saved within one second (a retrain right after a
+        # train, the Kubeflow step after the CLI) must not collide.
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         dataset = f"{model}_training_{stamp}"
         store.create_saved_dataset(
             from_=job,

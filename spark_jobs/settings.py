@@ -78,6 +78,14 @@ class Database:
 
     @property
     def jdbc_url(self) -> str:
+        if self.connection.tls and self.jdbc_driver != DEFAULT_JDBC_DRIVER:
+            # Another driver ignores MariaDB Connector/J's TLS options (MySQL Connector/J would
+            # encrypt without verifying the server): refuse rather than connect unverified.
+            raise SettingsError(
+                f"TIDB_TLS is on and the JDBC driver is {self.jdbc_driver}: the jobs set TLS "
+                f"options for {DEFAULT_JDBC_DRIVER} (MariaDB Connector/J) only. Use that driver "
+                "(the image has it) for TLS connections."
+            )
         return self.connection.jdbc_url()
 
     def jdbc_properties(self) -> dict[str, str]:

@@ -17,7 +17,9 @@ later, outside the block.
 Where the pin applies:
 - in the thread that entered the block (and in code run with `contextvars.copy_context()`);
 - in processes started while the block is open (`subprocess`, `multiprocessing` with spawn or
-  fork): the pin is exported as `FEAST_TIDB_AS_OF` in the environment they inherit;
+  fork): the pin is exported as `FEAST_TIDB_AS_OF` in the environment they inherit. The
+  environment is the process's, so this holds for processes any thread starts meanwhile; worker
+  processes started before the block (a `Pool`) do not see it: enter `as_of` in the worker;
 - in another thread of the same process, a retrieval while a block is open fails with
   `AsOfNotInContext` instead of silently reading everything known now. Enter `as_of` in that
   thread, or `as_of(None)` to state that it reads unpinned on purpose.
@@ -47,7 +49,7 @@ _CONFLICT = "conflict"  # blocks with different pins are open in the exporting p
 _KNOWLEDGE_TIME: ContextVar[dt.datetime | str | None] = ContextVar("tidb_as_of", default=None)
 _lock = threading.Lock()
 _open: dict[int, dt.datetime] = {}  # this process's open blocks (by id of a token) -> pin
-_inherited = os.environ.get(ENV)  # what the process that started this one exported
+_saved: str | None = None  # the variable as it was when the first open block began
 
 
 def to_utc(value: dt.datetime | str | pd.Timestamp) -> dt.datetime:
@@ -58,13 +60,14 @@ def to_utc(value: dt.datetime | str | pd.Timestamp) -> dt.datetime:
 
 
 def _export() -> None:
-    """The environment child processes inherit: the one pin of the open blocks."""
+    """The environment child processes inherit: the one pin of the open blocks, or, once none
+    is open, the variable as it was before the first."""
     pins = set(_open.values())
     if not pins:
-        if _inherited is None:
+        if _saved is None:
             os.environ.pop(ENV, None)
         else:
-            os.environ[ENV] = _inherited
+            os.environ[ENV] = _saved
     elif len(pins) == 1:
         os.environ[ENV] = next(iter(pins)).isoformat()
     else:
@@ -86,9 +89,12 @@ def as_of(knowledge_time: dt.datetime | str | pd.Timestamp | None) -> Iterator[d
         pinned = to_utc(knowledge_time)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"as_of needs a timestamp, got {knowledge_time!r}: {exc}") from exc
+    global _saved
     token = _KNOWLEDGE_TIME.set(pinned)
     key = object()
     with _lock:
+        if not _open:
+            _saved = os.environ.get(ENV)
         _open[id(key)] = pinned
         _export()
     try:

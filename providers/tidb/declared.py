@@ -5,8 +5,10 @@ A feature declared `Int64` comes back as int64 whether its column is INT, BIGINT
 columns as DOUBLE, an exact widening, so the text protocol cannot round them to six digits); an
 `Array(...)` one as a list of its declared element type, also when every value is empty or null;
 timestamps as `timestamp[us, UTC]`, inside lists too. A value that does not fit its declared type
-(2**40 for Int32, 1.5 for Int64, a JSON object for an array) is an error naming the feature: a
-silently changed value is worse than a failed retrieval.
+(2**40 for Int32, 1.5 for Int64, 2 for Bool, a number beyond float32, a JSON object for an array,
+numbers in an Array(String)) is an error naming the feature: a silently changed value is worse
+than a failed retrieval. Declaring Float32 for a DOUBLE or DECIMAL column asks for rounding to
+the nearest float32, which is what it gets.
 
 Lists are stored as JSON arrays (what `offline_write_batch` and the jobs write). Their timestamp
 elements may be ISO 8601 text, with or without an offset (no offset means UTC), or epoch seconds.
@@ -49,7 +51,8 @@ _LISTS = {
     ValueType.BOOL_LIST: pa.bool_(),
     ValueType.UNIX_TIMESTAMP_LIST: UTC_US,
 }
-_OFFSET = r"(Z|[+-]\d\d(:?\d\d)?)$"
+# An offset after a time of day (a date alone, '2020-01-01', ends in '-01' but has none).
+_OFFSET = r"\d\d:\d\d(:\d\d(\.\d*)?)?\s*(Z|[+-]\d\d(:?\d\d)?)$"
 
 
 def arrow_type(dtype: FeastType | ValueType | pa.DataType) -> pa.DataType | None:
@@ -107,7 +110,7 @@ def _error(name: str, dtype: Any, detail: object) -> TiDBValueTypeError:
     declared = getattr(dtype, "__name__", None) or str(dtype)
     return TiDBValueTypeError(
         f"Feature '{name}' is declared {declared}, but the source holds values that do not fit "
-        f"({detail}). Fix the declaration or the data; values are never changed to fit."
+        f"({detail}). Fix the declaration or the data: values are not changed to fit."
     )
 
 
@@ -125,6 +128,10 @@ def _to(values: pa.Array, target: pa.DataType, name: str, dtype: Any) -> pa.Arra
             # Through the exact decimal text: Arrow's decimal-to-double cast is not correctly
             # rounded (0.03 became 0.030000000000000002); its text parser is.
             return _to(values.cast(pa.string()).cast(pa.float64()), target, name, dtype)
+        if pa.types.is_boolean(target) and pa.types.is_integer(values.type):
+            others = pc.and_(pc.not_equal(values, 0), pc.not_equal(values, 1))
+            if pc.any(others).as_py():
+                raise _error(name, dtype, "an integer other than 0 and 1")
         if pa.types.is_float32(target) and pa.types.is_floating(values.type):
             narrowed = values.cast(target)
             overflow = pc.and_(pc.is_inf(narrowed), pc.invert(pc.is_inf(values)))
@@ -171,6 +178,12 @@ def _lists(values: pa.Array, target: pa.ListType, name: str, dtype: Any) -> pa.A
         inferred = pa.array(decoded)  # the values' own types, then a checked cast
         if pa.types.is_null(inferred.type):
             return pa.nulls(len(decoded), target)
+        found = inferred.type.value_type
+        # Numbers widen to their declared number type (checked below); text and booleans must
+        # already be text and booleans (1 is not True, nor "1").
+        textual = pa.types.is_string(element) or pa.types.is_boolean(element)
+        if textual and not pa.types.is_null(found) and found != element:
+            raise _error(name, dtype, f"JSON {found} elements")
         out = inferred.cast(target, safe=True)
         if pa.types.is_float32(element):
             _to(inferred.flatten(), element, name, dtype)  # raises on values beyond float32

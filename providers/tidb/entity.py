@@ -125,6 +125,46 @@ def probe_source(
         raise TiDBSourceNotFound(owner, source_from, exc) from exc
 
 
+@dataclass(frozen=True)
+class SourceRead:
+    """How to read a source exactly: its columns as the server types them, the SQL reading each
+    (`declared.read_expression`, keyed by column; the plain column where nothing is needed) and
+    each key column's canonical form, for grouping and matching (`keys`)."""
+
+    columns: dict[str, keys.SourceColumn]
+    read: dict[str, str]
+    kinds: dict[str, keys.KeyKind]
+    canonical: dict[str, str]
+
+    def read_as(self) -> dict[str, str]:
+        """Only the columns that need more than their name."""
+        return {c: e for c, e in self.read.items() if e != f"s.{sql.quote_identifier(c)}"}
+
+
+def source_read(
+    conn,
+    owner: str,
+    source_from: str,
+    key_kinds: dict[str, keys.KeyKind | None],
+    columns: list[str],
+) -> SourceRead:
+    """Probe a source's key columns (kind None: the one their type implies) and other columns,
+    refusing keys that cannot be matched exactly; the one place reads are planned for the
+    point-in-time join, `pull_*` and the TiDB -> Redis engine."""
+    key_columns = list(key_kinds)
+    probed = probe_source(conn, owner, source_from, [*key_columns, *columns], key_columns)
+    kinds = {k: kind or keys.source_kind(probed[k]) for k, kind in key_kinds.items()}
+    for k, kind in kinds.items():
+        keys.check_source_key(owner, probed[k], kind)
+    quoted = {c: f"s.{sql.quote_identifier(c)}" for c in probed}
+    return SourceRead(
+        columns=probed,
+        read={c: declared.read_expression(probed[c], quoted[c]) for c in probed},
+        kinds=kinds,
+        canonical={k: keys.canonical(probed[k], kinds[k], quoted[k]) for k in key_columns},
+    )
+
+
 @dataclass
 class ResolvedView:
     """A view checked against its source on the server, ready to become a `pit_sql.ViewQuery`."""
@@ -144,7 +184,7 @@ class ResolvedView:
         ttl = self.spec.ttl
         ttl_us, floor, lower = 0, None, None
         if ttl:
-            ttl_us = int(ttl / dt.timedelta(microseconds=1))
+            ttl_us = ttl // dt.timedelta(microseconds=1)
             try:
                 reach = YEAR_ONE + ttl  # entity times before this look back to before year 1
             except OverflowError:
@@ -171,29 +211,22 @@ class ResolvedView:
 
 def resolve(conn, i: int, spec: ViewSpec, kinds: dict[str, keys.KeyKind]) -> ResolvedView:
     """Check view `i`'s key columns against their entities and say how to read its features."""
-    owner = f"Feature view '{spec.name}'"
-    key_columns = [sc for sc, _, _ in spec.join_keys]
-    feature_columns = [sc for sc, _, _ in spec.features]
-    probed = probe_source(
-        conn, owner, spec.source_from, [*key_columns, *feature_columns], key_columns
+    read = source_read(
+        conn,
+        f"Feature view '{spec.name}'",
+        spec.source_from,
+        {sc: kinds[ec] for sc, ec, _ in spec.join_keys},
+        [sc for sc, _, _ in spec.features],
     )
     order = list(kinds)
-    joins = []
-    for source_column, entity_column, _ in spec.join_keys:
-        kind = kinds[entity_column]
-        keys.check_source_key(owner, probed[source_column], kind)
-        joins.append(
-            pit_sql.KeyJoin(
-                probed[source_column], kind, pit_sql.key_column(order.index(entity_column))
-            )
-        )
+    joins = [
+        pit_sql.KeyJoin(read.columns[sc], kinds[ec], pit_sql.key_column(order.index(ec)))
+        for sc, ec, _ in spec.join_keys
+    ]
     features, aliases, types_ = [], {}, {}
     for j, (source_column, output, dtype) in enumerate(spec.features):
         alias = f"_feast_f{i}_{j}"
-        expression = declared.read_expression(
-            probed[source_column], f"s.{sql.quote_identifier(source_column)}"
-        )
-        features.append((expression, alias))
+        features.append((read.read[source_column], alias))
         aliases[alias] = output
         types_[output] = dtype
     return ResolvedView(spec, joins, features, aliases, types_)

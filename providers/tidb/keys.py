@@ -190,7 +190,8 @@ def match(key: SourceColumn, kind: KeyKind, column: str, canonical_key: str) -> 
     """SQL that is true where source column `column` holds exactly the canonical key."""
     if kind is KeyKind.INTEGER or key.is_binary:
         return f"{column} = {canonical_key}"
-    charset, collation = key.charset, key.collation
+    charset = _check_name(key.charset, "character set")
+    collation = _check_name(key.collation, "collation")
     # The canonical key's UTF-8 bytes, as text in the column's charset and collation: a
     # comparison the index on the column can serve. Then the exact one, on bytes.
     as_text = f"CONVERT({canonical_key} USING utf8mb4)"
@@ -202,11 +203,18 @@ def match(key: SourceColumn, kind: KeyKind, column: str, canonical_key: str) -> 
 
 
 def integral_only(key: SourceColumn, kind: KeyKind, column: str) -> str | None:
-    """A condition keeping only whole-number keys of a DECIMAL column with a fractional part
-    (which no integer entity can have); None where every value is whole."""
-    if kind is KeyKind.INTEGER and key.type_code in _DECIMAL_CODES and key.scale:
-        return f"{column} = FLOOR({column})"
-    return None
+    """A condition keeping only the keys an INT64 entity can have, for a DECIMAL or unsigned
+    BIGINT column (whole numbers within INT64's range); None where every value is one."""
+    if kind is not KeyKind.INTEGER:
+        return None
+    conditions = []
+    if key.type_code in _DECIMAL_CODES and key.scale:
+        conditions.append(f"{column} = FLOOR({column})")
+    if key.type_code in _DECIMAL_CODES or (
+        key.type_code == FIELD_TYPE.LONGLONG and key.flags & FLAG.UNSIGNED
+    ):
+        conditions.append(f"{column} BETWEEN -9223372036854775808 AND 9223372036854775807")
+    return " AND ".join(conditions) or None
 
 
 # ----------------------------------------------------------------------------- entity dataframes
@@ -258,12 +266,13 @@ def _integers(values: pd.Series, name: str) -> pa.Array:
     if pd.api.types.is_float_dtype(dtype):
         floats = values.to_numpy(dtype="float64", na_value=np.nan)
         present = floats[~np.isnan(floats)]
-        if (present != np.floor(present)).any() or (np.abs(present) >= 2.0**63).any():
-            bad = present[(present != np.floor(present)) | (np.abs(present) >= 2.0**63)][0]
+        fraction = present != np.floor(present)
+        if fraction.any():
             raise InvalidEntityDataFrame(
-                f"Entity column '{name}' holds {bad!r}; its entity is INTEGER, so keys must be "
-                "whole numbers."
+                f"Entity column '{name}' holds {float(present[fraction][0])!r}; its entity is INTEGER, "
+                "so keys must be whole numbers."
             )
+        _exact_floats(present, name)
         return pa.array(floats, from_pandas=True).cast(pa.int64())
     out: list[int | None] = []
     for v in values.to_numpy(dtype=object):
@@ -272,6 +281,7 @@ def _integers(values: pd.Series, name: str) -> pa.Array:
         elif isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)):
             out.append(int(v))
         elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+            _exact_floats(np.array([float(v)]), name)
             out.append(int(v))
         else:
             raise InvalidEntityDataFrame(
@@ -284,6 +294,19 @@ def _integers(values: pd.Series, name: str) -> pa.Array:
         raise InvalidEntityDataFrame(
             f"Entity column '{name}' holds keys that INT64 cannot hold: {exc}"
         ) from exc
+
+
+def _exact_floats(present: np.ndarray, name: str) -> None:
+    """Refuse float keys from 2**53 on: a float64 there no longer holds every integer, so the key
+    may already differ from the one the caller had (pandas makes an int column float64 when a
+    key is missing)."""
+    beyond = np.abs(present) >= 2.0**53  # 2**53 itself is also what 2**53 + 1 became
+    if beyond.any():
+        raise InvalidEntityDataFrame(
+            f"Entity column '{name}' holds {float(present[beyond][0])!r} as a float: beyond 2**53 a "
+            "float cannot be trusted to hold the integer key it was made from. Keep the column "
+            f"integer, e.g. df['{name}'].astype('Int64') before missing keys appear."
+        )
 
 
 def _max(array: pa.Array) -> int:

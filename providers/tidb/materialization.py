@@ -48,7 +48,7 @@ from feast.repo_config import FeastConfigBaseModel
 from pydantic import Field, StrictInt
 
 from providers import feast_redis
-from providers.tidb import connection, declared, entity, keys, reader, sql
+from providers.tidb import connection, declared, entity, reader, sql
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +73,13 @@ class TiDBRedisEngineConfig(FeastConfigBaseModel):
 
 # Messages to a forked writer: a batch (Arrow IPC stream), a failed read (its error), a view's end.
 _BATCH, _FAILED, _END = b"B", b"E", b"."
+
+
+def _job(task: MaterializationTask, error: Exception | None) -> LocalMaterializationJob:
+    job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
+    if error is None:
+        return LocalMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED)
+    return LocalMaterializationJob(job_id, MaterializationJobStatus.ERROR, error=error)
 
 
 class _ViewRows:
@@ -144,11 +151,15 @@ class TiDBRedisEngine(LocalComputeEngine):
         context = multiprocessing.get_context("fork")
         n = min(self.processes, len(plans))
         children = []
+        parent_ends: list = []  # this process's pipe ends: a child closes the ones it inherits
         for group in (plans[k::n] for k in range(n)):
             rows_out, rows_in = context.Pipe(duplex=False)
             result_out, result_in = context.Pipe(duplex=False)
+            parent_ends += [rows_in, result_out]
 
-            def run(group=group, rows=rows_out, result=result_in) -> None:
+            def run(group=group, rows=rows_out, result=result_in, inherited=tuple(parent_ends)):
+                for end in inherited:  # else a dead parent would leave this child waiting
+                    end.close()
                 outcome: list[str | None] = []
                 for task, _ in group:
                     view_rows = _ViewRows(rows)
@@ -185,14 +196,7 @@ class TiDBRedisEngine(LocalComputeEngine):
             process.join()
             feeder.join()
             for (task, _), error in zip(group, outcome, strict=True):
-                job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
-                jobs[id(task)] = (
-                    LocalMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED)
-                    if error is None
-                    else LocalMaterializationJob(
-                        job_id, MaterializationJobStatus.ERROR, error=RuntimeError(error)
-                    )
-                )
+                jobs[id(task)] = _job(task, None if error is None else RuntimeError(error))
         return jobs
 
     def _send_views(self, group: list, pipe: Any) -> None:
@@ -237,12 +241,11 @@ class TiDBRedisEngine(LocalComputeEngine):
     ) -> LocalMaterializationJob:
         if not self._fast_path(task):
             return super()._materialize_one(registry, task, **kwargs)
-        job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
         try:
             self.materialize_view(registry, task)
         except Exception as exc:
-            return LocalMaterializationJob(job_id, MaterializationJobStatus.ERROR, error=exc)
-        return LocalMaterializationJob(job_id, MaterializationJobStatus.SUCCEEDED)
+            return _job(task, exc)
+        return _job(task, None)
 
     def materialize_view(self, registry: BaseRegistry, task: MaterializationTask) -> int:
         """Pull the latest row per key in the window and write the newer ones; rows written."""
@@ -275,14 +278,13 @@ class TiDBRedisEngine(LocalComputeEngine):
         join_columns, feature_columns, ts_field, created_field = columns
         source_from = source.get_table_query_string()
         with connection.connect(cfg) as conn:
-            probed = entity.probe_source(
+            read = entity.source_read(
                 conn,
                 f"Feature view '{view.name}'",
                 source_from,
-                [*join_columns, *feature_columns],
-                join_columns,
+                dict.fromkeys(join_columns),
+                list(feature_columns),
             )
-        quoted = {c: f"s.{sql.quote_identifier(c)}" for c in probed}
         statement = sql.latest_for_online(
             source_from,
             join_columns,
@@ -291,11 +293,8 @@ class TiDBRedisEngine(LocalComputeEngine):
             created_field,
             task.start_time,
             task.end_time,
-            partition_by={
-                k: keys.canonical(probed[k], keys.source_kind(probed[k]), quoted[k])
-                for k in join_columns
-            },
-            read_as={c: declared.read_expression(probed[c], quoted[c]) for c in feature_columns},
+            partition_by=read.canonical,
+            read_as=read.read_as(),
         )
         dtypes = {f.name: f.dtype for f in [*view.features, *view.entity_columns]}
         _, batches = reader.read_batches(cfg, statement, self.batch_rows)

@@ -32,8 +32,7 @@ from feast.utils import _get_requested_feature_views_to_features_dict, compute_n
 from feast.value_type import ValueType
 from pydantic import Field, StrictInt
 
-from providers.tidb import connection, entity, keys, pit_sql, sql, types
-from providers.tidb import declared as declared_types
+from providers.tidb import connection, entity, pit_sql, sql, types
 from providers.tidb.as_of import current as knowledge_time_in_force
 from providers.tidb.errors import (
     TiDBConfigError,
@@ -109,25 +108,20 @@ def _pull_columns(
     columns += [created_timestamp_column] if created_timestamp_column else []
     source_from = source.get_table_query_string()
     with connection.connect(cfg) as conn:
-        probed = entity.probe_source(
-            conn, f"TiDBSource '{source.name}'", source_from, columns, join_keys
+        read = entity.source_read(
+            conn,
+            f"TiDBSource '{source.name}'",
+            source_from,
+            dict.fromkeys(join_keys),
+            [c for c in columns if c not in join_keys],
         )
         json_cols = _source_json_columns(conn, source)
-    partition_by = {
-        k: keys.canonical(probed[k], keys.source_kind(probed[k]), f"s.{sql.quote_identifier(k)}")
-        for k in join_keys
-    }
-    read_as = {}
-    for name, column in probed.items():
-        expression = declared_types.read_expression(column, f"s.{sql.quote_identifier(name)}")
-        if expression != f"s.{sql.quote_identifier(name)}":
-            read_as[name] = expression
     inferred = {
         name: types.value_type_of(column)
-        for name, column in probed.items()
+        for name, column in read.columns.items()
         if name not in json_cols
     }
-    return PullColumns(partition_by, read_as, inferred, json_cols)
+    return PullColumns(read.canonical, read.read_as(), inferred, json_cols)
 
 
 def _source_json_columns(conn, source: TiDBSource) -> frozenset[str]:

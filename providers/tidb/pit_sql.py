@@ -175,13 +175,10 @@ def point_in_time_join(
     entity table, then each view's features under their aliases, in the entity table's row-id
     order (the entity dataframe's order).
     """
-    et = quote_table(entity_table)
-    ts = quote_identifier(TS)
-    parts = [
-        _view_join(i, v, et, ts, filter_by_created_timestamp, latest_by_order)
-        for i, v in enumerate(views)
-    ]
-    return _assemble(et, parts, head_columns)
+    (statement,) = point_in_time_join_parts(
+        entity_table, views, head_columns, filter_by_created_timestamp, 1, latest_by_order
+    )
+    return statement
 
 
 def point_in_time_join_parts(

@@ -167,12 +167,12 @@ _gc_was_enabled = True  # its state when the first of them began
 
 @contextlib.contextmanager
 def _gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while rows are parsed into objects.
+    """Pause Python's cyclic garbage collector while a batch of rows is parsed into objects.
 
     A result is millions of tuples; each allocation burst starts a collection that walks every
     object in the process (a Feast process holds many), which doubled the TLS read of 1M rows x
     10 columns (7.4 s against 3.8 s paused; benchmarks/reader.py). Rows hold no reference cycles;
-    the collector is restarted when the last read ends, as it was."""
+    the collector runs again between batches and after the last one, as it was."""
     global _gc_pauses, _gc_was_enabled
     with _gc_lock:
         if _gc_pauses == 0:
@@ -188,92 +188,127 @@ def _gc_paused() -> Iterator[None]:
                 gc.enable()
 
 
-def _asyncmy_batches(
-    cfg: TiDBConnection, statement: sql.Statement, batch_rows: int
-) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
-    import asyncio
-    import queue
+class _Channel:
+    """What the producer thread holds: the queue (two batches at most in between) and the flag
+    that says the reader is gone. The producer never holds the `_Batches` the caller iterates,
+    so dropping that object is enough to stop the producer."""
 
-    from providers.tidb import connection
+    def __init__(self) -> None:
+        import queue
 
-    handover: queue.Queue = queue.Queue(maxsize=2)
-    stop = threading.Event()
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.stop = threading.Event()
 
-    def put(item: object) -> bool:
+    def put(self, item: object) -> bool:
         """Hand `item` over unless the reader was abandoned (then: False)."""
-        while not stop.is_set():
+        import queue
+
+        while not self.stop.is_set():
             try:
-                handover.put(item, timeout=0.1)
+                self.queue.put(item, timeout=0.1)
                 return True
             except queue.Full:
                 continue
         return False
+
+
+class _Batches:
+    """The reading side: batches until the producer is done. Closing it (explicitly, by reading
+    to the end, or by dropping it, started or not) stops the producer and waits for it."""
+
+    def __init__(self, channel: _Channel, thread: threading.Thread):
+        self.channel = channel
+        self.thread = thread
+
+    def take(self) -> object:
+        item = self.channel.queue.get()
+        if isinstance(item, BaseException):
+            self.close()
+            raise _read_error(item) from item
+        if item is _DONE:
+            self.close()
+        return item
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return self
+
+    def __next__(self) -> pa.RecordBatch:
+        if self.channel.stop.is_set():
+            raise StopIteration
+        item = self.take()
+        if item is _DONE:
+            raise StopIteration
+        return item
+
+    def close(self) -> None:
+        self.channel.stop.set()
+        if self.thread is not threading.current_thread():
+            self.thread.join()
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _asyncmy_batches(
+    cfg: TiDBConnection, statement: sql.Statement, batch_rows: int
+) -> tuple[pa.Schema, Iterator[pa.RecordBatch]]:
+    import asyncio
+
+    from providers.tidb import connection
+
+    channel = _Channel()
 
     async def produce() -> None:
         import asyncmy
         from asyncmy.cursors import SSCursor
 
         conn = None
-        pause = _gc_paused()
-        pause.__enter__()  # left in the finally below, after the connection is closed
         try:
             kwargs = connection.connect_kwargs(cfg)
             for unsupported in ("ssl_disabled", "write_timeout"):  # pymysql-only options
                 kwargs.pop(unsupported, None)
             kwargs["db"] = kwargs.pop("database")
             conn = await asyncmy.connect(**kwargs)
-            async with conn.cursor(cursor=SSCursor) as cur:
-                for text in session_statements(cfg)[1:]:  # the time zone is the init command
-                    await cur.execute(text)
-                text, params = statement
-                await cur.execute(text, tuple(params))
-                # Full column metadata (flags, charset) as pymysql keeps it; description drops it.
-                result = getattr(cur, "_result", None)
-                fields = list(getattr(result, "fields", None) or [])
-                if not fields:
-                    raise TiDBReadError("asyncmy gave no column metadata for the result.")
-                kinds = [types.arrow_type_of(f) for f in fields]
-                schema = pa.schema([(f.name, k) for f, k in zip(fields, kinds, strict=True)])
-                if not put(schema):
-                    return
-                while rows := await cur.fetchmany(batch_rows):
+            # The cursor is never closed: closing an unbuffered cursor reads the rest of its
+            # result, which an abandoned read must not wait for. Closing the connection (below)
+            # drops whatever the server still sends.
+            cur = conn.cursor(cursor=SSCursor)
+            for text in session_statements(cfg)[1:]:  # the time zone is the init command
+                await cur.execute(text)
+            text, params = statement
+            await cur.execute(text, tuple(params))
+            # Full column metadata (flags, charset) as pymysql keeps it; description drops it.
+            result = getattr(cur, "_result", None)
+            fields = list(getattr(result, "fields", None) or [])
+            if not fields:
+                raise TiDBReadError("asyncmy gave no column metadata for the result.")
+            kinds = [types.arrow_type_of(f) for f in fields]
+            schema = pa.schema([(f.name, k) for f, k in zip(fields, kinds, strict=True)])
+            if not channel.put(schema):
+                return
+            while True:
+                with _gc_paused():  # while rows become objects, not while waiting
+                    rows = await cur.fetchmany(batch_rows)
+                    if not rows:
+                        break
                     cols = list(zip(*rows, strict=True))
                     arrays = [
                         types.column_to_arrow(list(c), k) for c, k in zip(cols, kinds, strict=True)
                     ]
-                    if not put(pa.RecordBatch.from_arrays(arrays, schema=schema)):
-                        return
+                    del rows, cols
+                if not channel.put(pa.RecordBatch.from_arrays(arrays, schema=schema)):
+                    return
         except BaseException as exc:  # handed to the reading thread, which raises it
-            put(exc)
+            channel.put(exc)
         finally:
             if conn is not None:
                 conn.close()
-            pause.__exit__(None, None, None)
-            put(_DONE)
+            channel.put(_DONE)
 
     thread = threading.Thread(target=asyncio.run, args=(produce(),), name="tidb-tls-read")
     thread.start()
-
-    def take() -> object:
-        item = handover.get()
-        if isinstance(item, BaseException):
-            raise _read_error(item) from item
-        return item
-
-    def batches() -> Iterator[pa.RecordBatch]:
-        try:
-            while (item := take()) is not _DONE:
-                yield item
-        finally:
-            stop.set()
-            thread.join()
-
-    try:
-        schema = take()
-    except BaseException:
-        stop.set()
-        thread.join()
-        raise
+    batches = _Batches(channel, thread)
+    schema = batches.take()
     if schema is _DONE:
         raise TiDBReadError("The query returned no result set.")
-    return schema, batches()
+    return schema, batches

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -124,8 +125,9 @@ class TiDBConnection(BaseModel):
         return out
 
     def jdbc_url(self) -> str:
-        """A JDBC URL for Spark (MariaDB Connector/J options, which MySQL Connector/J and TiDB
-        accept too): multi-row batched INSERTs, and the same TLS as every other connection."""
+        """A JDBC URL for Spark with MariaDB Connector/J's options: multi-row batched INSERTs,
+        and the same verified TLS as every other connection (MySQL Connector/J ignores these TLS
+        options: `spark_jobs.settings.Database` refuses TLS with another driver)."""
         options = {"rewriteBatchedStatements": "true", "useServerPrepStmts": "false"}
         if self.tls:
             if self.tls_cert:
@@ -146,13 +148,19 @@ class TiDBConnection(BaseModel):
         return f"jdbc:mysql://{self.host}:{self.port}/{quote(self.database)}?{query}"
 
     def sqlalchemy_url(self) -> str:
-        """The SQLAlchemy URL of Feast's SQL registry (pymysql), TLS included."""
+        """The SQLAlchemy URL of Feast's SQL registry (pymysql), TLS included.
+
+        pymysql verifies a certificate only when it is given a CA (without one it encrypts and
+        trusts anyone), so with `tls_verify` and no `tls_ca` the system's CA bundle is named.
+        With `tls_verify: false` and a CA, only the host-name check is off (the URL cannot turn
+        off pymysql's chain check)."""
         auth = f"{quote(self.user, safe='')}:{quote(self.password or '', safe='')}"
         options: dict[str, str] = {}
         if self.tls:
             options["ssl_check_hostname"] = "true" if self.tls_verify else "false"
+            ca = self.tls_ca or (_system_ca_bundle() if self.tls_verify else None)
             for key, value in (
-                ("ssl_ca", self.tls_ca),
+                ("ssl_ca", ca),
                 ("ssl_cert", self.tls_cert),
                 ("ssl_key", self.tls_key),
             ):
@@ -162,6 +170,19 @@ class TiDBConnection(BaseModel):
         return (
             f"mysql+pymysql://{auth}@{self.host}:{self.port}/{quote(self.database, safe='')}{query}"
         )
+
+
+def _system_ca_bundle() -> str:
+    import ssl
+
+    paths = ssl.get_default_verify_paths()
+    for path in (paths.cafile, paths.openssl_cafile):
+        if path and Path(path).is_file():
+            return path
+    raise TiDBConfigError(
+        "TLS to TiDB is on without TIDB_TLS_CA and no system CA bundle was found: set "
+        "TIDB_TLS_CA to the CA file that signs TiDB's certificate."
+    )
 
 
 class TiDBSettings(TiDBConnection, BaseSettings):

@@ -349,7 +349,7 @@ def _timestamp_text(arr: pa.Array) -> pa.Array:
 def sql_literals(arr: pa.Array) -> pa.Array | None:
     """Each value as an SQL literal that cannot carry SQL, whatever the server's sql_mode: integers
     as digits, timestamps as quoted digits and separators, text and bytes as hex (X'...', the
-    exact bytes), nulls as NULL. None for other types (bound by pymysql instead)."""
+    exact bytes; text marked utf8mb4), nulls as NULL. None for other types (bound by pymysql)."""
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     kind = arr.type
@@ -358,8 +358,13 @@ def sql_literals(arr: pa.Array) -> pa.Array | None:
     elif pa.types.is_timestamp(kind):
         text = pc.binary_join_element_wise("'", _timestamp_text(arr), "'", "")
     elif pa.types.is_string(kind) or pa.types.is_binary(kind):
+        # Text is UTF-8 bytes introduced as utf8mb4, so the server converts them to a column's
+        # own character set (latin1, ...); bytes stay bytes.
+        introducer = "_utf8mb4 " if pa.types.is_string(kind) else ""
         raw = arr.cast(pa.binary()).to_pylist()
-        text = pa.array([None if v is None else f"X'{v.hex()}'" for v in raw], pa.string())
+        text = pa.array(
+            [None if v is None else f"{introducer}X'{v.hex()}'" for v in raw], pa.string()
+        )
     else:
         return None
     return text.fill_null("NULL")

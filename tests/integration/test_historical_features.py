@@ -12,10 +12,19 @@ from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
 
 from providers.tidb import InvalidEntityDataFrame
+from tests.conftest import COLLATIONS
 from tests.utils.repo import USER, store_with, user_view
 from tests.utils.tables import create_table, rows
 
 DDL = "user_id BIGINT, spend DOUBLE, n BIGINT, event_ts DATETIME(6), created_ts DATETIME(6)"
+
+
+@pytest.fixture(params=list(COLLATIONS), ids=list(COLLATIONS))
+def database_charset(request) -> str:
+    """Every join test runs in a database of each collation users run (answers must not move)."""
+    return COLLATIONS[request.param]
+
+
 T0 = pd.Timestamp("2026-01-10 00:00:00")
 
 

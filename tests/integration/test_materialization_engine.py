@@ -235,3 +235,56 @@ def test_forked_writers_never_read_from_tidb(
     store = _store(repo_config, tmp_path, "ours", ENGINE)
     client = redis_py.Redis.from_url(redis_server.url)
     assert len(_run(store, client)) == 350 + 50
+
+
+def test_a_write_failing_in_a_child_skips_the_rest_of_that_view_only(
+    repo_config, seeded, tmp_path, redis_server, monkeypatch
+):
+    """Two children, three views: the first view of child 0 fails after one of its four batches;
+    the child discards that view's remaining batches and writes its next view whole."""
+    from providers.tidb.materialization import TiDBRedisEngine
+
+    def view(name: str) -> FeatureView:
+        return FeatureView(
+            name=name,
+            entities=[USER],
+            ttl=timedelta(0),
+            schema=[Field(name="spend", dtype=Float64)],
+            source=TiDBSource(
+                name=f"{name}_src",
+                table="engine_src",
+                timestamp_field="event_ts",
+                created_timestamp_column="created_ts",
+            ),
+            online=True,
+        )
+
+    real = TiDBRedisEngine._write_tables
+
+    def write_tables(self, task, tables):
+        if task.feature_view.name == "a_fails":
+            next(iter(tables))  # one batch of 100 read, three left in the pipe
+            raise RuntimeError("the write of a_fails broke")
+        return real(self, task, tables)
+
+    monkeypatch.setattr(TiDBRedisEngine, "_write_tables", write_tables)
+    store = _store(repo_config, tmp_path, "three", ENGINE)
+    store.apply([view("a_fails"), view("b_other"), view("c_after")])
+    redis_py.Redis.from_url(redis_server.url).flushall()
+    with pytest.raises(Exception, match="the write of a_fails broke"):
+        store.materialize(
+            T0 - timedelta(days=1),
+            T0 + timedelta(days=4),
+            feature_views=["a_fails", "b_other", "c_after"],
+        )
+    users = [{"user_id": u} for u in range(1, 351)]
+
+    def spend(name: str) -> list:
+        online = store.get_online_features(features=[f"{name}:spend"], entity_rows=users)
+        return online.to_dict()["spend"]
+
+    # c_after shares child 0 with a_fails: had a_fails' three leftover batches reached it, it
+    # would hold users 101-350 only.
+    assert spend("c_after") == spend("b_other")
+    assert sum(v is not None for v in spend("c_after")) > 300
+    assert set(spend("a_fails")) == {None}

@@ -2,7 +2,7 @@
 
 The MariaDB here runs with `require_secure_transport`, a certificate signed by a throwaway CA
 (trustme) for 127.0.0.1, and the platform reaches it through the one connection model
-(`providers.tidb.settings`, from `TIDB_*`): the offline store's reads (pymysql under TLS: exact
+(`providers.tidb.settings`, from `TIDB_*`): the offline store's reads (asyncmy under TLS: exact
 values, checked certificate), Spark's JDBC reads and writes, and Feast's SQL registry.
 """
 
@@ -106,7 +106,7 @@ def test_historical_retrieval_over_tls_is_exact(settings, tmp_path):
     table = store.get_historical_features(
         entity_df=ents, features=["ratios_tls:ratio", "ratios_tls:n"]
     ).to_arrow()
-    assert table.column("ratio").to_pylist() == ratios  # bit for bit, over the text protocol
+    assert table.column("ratio").to_pylist() == ratios  # bit for bit, though read as text
     assert table.column("n").to_pylist() == [1, 2, 3]
 
 
@@ -149,13 +149,37 @@ def test_the_tls_reader_verifies_the_certificate_too(settings, tls_server):
 
 
 def test_an_abandoned_tls_read_stops_its_thread_and_connection(settings):
+    import gc
     import threading
 
     from providers.tidb import reader
+
+    def readers() -> list:
+        return [t for t in threading.enumerate() if t.name == "tidb-tls-read"]
 
     rows = ("SELECT seq FROM seq_1_to_200000", [])  # MariaDB's sequence engine
     schema, batches = reader.read_batches(settings, rows, batch_rows=1000)
     assert schema.names == ["seq"] and next(batches).num_rows == 1000
     batches.close()  # the caller stops reading after one batch
-    assert not [t for t in threading.enumerate() if t.name == "tidb-tls-read"]
+    assert not readers()
+    _, unstarted = reader.read_batches(settings, rows, batch_rows=1000)
+    assert readers()
+    del unstarted  # dropped before its first batch
+    gc.collect()
+    assert not readers() and gc.isenabled()
     assert reader.read_table(settings, ("SELECT 7 AS n", [])).column("n").to_pylist() == [7]
+
+
+def test_the_registry_verifies_the_certificate_without_a_ca_setting(settings, tmp_path):
+    """pymysql trusts anyone when given no CA: the registry URL names the system's CAs instead,
+    which did not sign this server's certificate."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
+
+    no_ca = settings.model_copy(update={"tls_ca": None})
+    assert "ssl_ca=" in no_ca.sqlalchemy_url()
+    with pytest.raises(OperationalError, match="CERTIFICATE_VERIFY_FAILED"):
+        with create_engine(no_ca.sqlalchemy_url()).connect():
+            pass
+    with create_engine(settings.sqlalchemy_url()).connect() as conn:
+        assert conn.exec_driver_sql("SELECT 1").scalar() == 1

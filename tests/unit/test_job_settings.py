@@ -45,3 +45,21 @@ def test_backfill_accepts_scheduled_arguments():
 
     args = parse_args(["--master", "submit", "--start", "yesterday", "--end", "yesterday"])
     assert args.master == "submit" and args.start == args.end
+
+
+def test_tls_with_a_driver_whose_tls_options_are_unknown_is_refused():
+    from spark_jobs.settings import Database, SettingsError
+
+    env = {
+        "TIDB_HOST": "h",
+        "TIDB_USER": "u",
+        "TIDB_PASSWORD": "p",
+        "TIDB_DATABASE": "d",
+        "TIDB_TLS": "true",
+    }
+    assert "useSsl=true" in Database.from_env(env).jdbc_url
+    mysql_driver = Database.from_env(env, jdbc_driver="com.mysql.cj.jdbc.Driver")
+    with pytest.raises(SettingsError, match="MariaDB Connector/J"):
+        _ = mysql_driver.jdbc_url
+    plain = {k: v for k, v in env.items() if k != "TIDB_TLS"}
+    assert Database.from_env(plain, jdbc_driver="com.mysql.cj.jdbc.Driver").jdbc_url

@@ -80,8 +80,16 @@ def test_canonical_forms_and_integral_filter():
     )
     assert keys.canonical(column(FIELD_TYPE.LONGLONG), keys.KeyKind.INTEGER, "s.k") == "s.k"
     decimal = column(FIELD_TYPE.NEWDECIMAL, scale=2)
-    assert keys.integral_only(decimal, keys.KeyKind.INTEGER, "s.k") == "s.k = FLOOR(s.k)"
-    assert keys.integral_only(column(FIELD_TYPE.NEWDECIMAL), keys.KeyKind.INTEGER, "s.k") is None
+    in_range = "s.k BETWEEN -9223372036854775808 AND 9223372036854775807"
+    assert (
+        keys.integral_only(decimal, keys.KeyKind.INTEGER, "s.k")
+        == f"s.k = FLOOR(s.k) AND {in_range}"
+    )
+    whole = column(FIELD_TYPE.NEWDECIMAL)
+    assert keys.integral_only(whole, keys.KeyKind.INTEGER, "s.k") == in_range
+    unsigned = column(FIELD_TYPE.LONGLONG, flags=FLAG.UNSIGNED)
+    assert keys.integral_only(unsigned, keys.KeyKind.INTEGER, "s.k") == in_range
+    assert keys.integral_only(column(FIELD_TYPE.LONGLONG), keys.KeyKind.INTEGER, "s.k") is None
 
 
 def test_integer_keys_from_floats_with_missing_values_are_exact():
@@ -113,7 +121,9 @@ def test_integer_key_columns(series):
         (pd.Series([True, False]), "booleans"),
         (pd.Series(["1"], dtype=object), "str values"),
         (pd.Series([2**64 - 1], dtype="uint64"), "2\\*\\*63"),
-        (pd.Series([1e30]), "whole numbers"),
+        (pd.Series([1e30]), r"beyond 2\*\*53"),
+        (pd.Series([2.0**53 + 2, None]), r"beyond 2\*\*53"),
+        (pd.Series([2.0**53 + 2], dtype=object), r"beyond 2\*\*53"),
     ],
 )
 def test_integer_key_columns_refused(series, message):

@@ -399,10 +399,11 @@ def test_sql_literals_cannot_carry_sql():
     assert ints.to_pylist() == ["1", "NULL", "-9223372036854775808"]
     text = types.sql_literals(pa.array(["a'); DROP TABLE t; --", "é", None]))
     assert text.to_pylist() == [
-        "X'" + b"a'); DROP TABLE t; --".hex() + "'",
-        "X'c3a9'",
+        "_utf8mb4 X'" + b"a'); DROP TABLE t; --".hex() + "'",  # text, converted by the server
+        "_utf8mb4 X'c3a9'",
         "NULL",
     ]
+    assert types.sql_literals(pa.array([b"\x00\xff"])).to_pylist() == ["X'00ff'"]  # bytes
     stamps = types.sql_literals(
         pa.array([dt.datetime(2026, 1, 2, 3, 4, 5, 6), dt.datetime(2026, 1, 2)], pa.timestamp("us"))
     )
@@ -413,7 +414,7 @@ def test_sql_literals_cannot_carry_sql():
 def test_values_text_batches_rows():
     table = pa.table({"k": [1, 2, 3], "s": ["x", None, "z"]})
     assert list(types.values_text(table, ["k", "s"], 2)) == [
-        ("(1,X'78'),(2,NULL)", 2),
-        ("(3,X'7a')", 1),
+        ("(1,_utf8mb4 X'78'),(2,NULL)", 2),
+        ("(3,_utf8mb4 X'7a')", 1),
     ]
     assert types.values_text(pa.table({"f": [0.5]}), ["f"], 10) is None
