@@ -36,6 +36,7 @@ from feast.value_type import ValueType
 from pymysql.constants import FIELD_TYPE, FLAG
 
 from providers.tidb.errors import InvalidEntityDataFrame, TiDBKeyTypeError
+from providers.tidb.types import STRING_CODES
 
 # Longest key a scratch table holds, in bytes: far above any realistic id, and well inside a row.
 MAX_KEY_BYTES = 3072
@@ -63,17 +64,7 @@ _INTEGER_CODES = {
 }
 _DECIMAL_CODES = {FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL}
 _FLOAT_CODES = {FIELD_TYPE.FLOAT, FIELD_TYPE.DOUBLE}
-_STRING_CODES = {
-    FIELD_TYPE.VARCHAR,
-    FIELD_TYPE.VAR_STRING,
-    FIELD_TYPE.STRING,
-    FIELD_TYPE.ENUM,
-    FIELD_TYPE.SET,
-    FIELD_TYPE.TINY_BLOB,
-    FIELD_TYPE.MEDIUM_BLOB,
-    FIELD_TYPE.LONG_BLOB,
-    FIELD_TYPE.BLOB,
-}
+_STRING_CODES = STRING_CODES  # CHAR, VARCHAR, TEXT, BLOB, ENUM, SET
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")  # charset and collation names, as the server reports them
 
 

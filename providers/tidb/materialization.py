@@ -178,7 +178,9 @@ class TiDBRedisEngine(LocalComputeEngine):
             rows_out.close()
             result_in.close()
             children.append((process, rows_in, result_out, group))
-        # Every child is forked before a reading thread starts.
+        # Every child is forked before a reading thread starts. Threads left from earlier reads
+        # (connectorx's pool) may exist; a child touches none of their state: it only decodes
+        # Arrow IPC and talks to Redis.
         feeders = [
             threading.Thread(
                 target=self._send_views, args=(group, rows), name="tidb-materialize-read"
