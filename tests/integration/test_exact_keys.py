@@ -29,6 +29,7 @@ from tests.utils.exact import (  # noqa: F401 - database_charset is a fixture
 )
 from tests.utils.exact import exact_store as _store
 from tests.utils.exact import ints as _ints
+from tests.utils.exact import view as make_view
 from tests.utils.tables import create_table
 
 # Distinct keys that collations merge: case (general_ci, latin1), accents (latin1_swedish_ci,
@@ -129,13 +130,7 @@ def test_int_keys_with_missing_values_match_exactly_and_unsafe_floats_are_refuse
         "user_id BIGINT, n BIGINT, event_ts DATETIME(6)",
         pd.DataFrame({"user_id": [big, big - 1, 5], "n": [1, 2, 3], "event_ts": [T0] * 3}),
     )
-    view = FeatureView(
-        name="stats",
-        entities=[USER],
-        ttl=None,
-        schema=[Field(name="n", dtype=Int64)],
-        source=TiDBSource(name="stats_src", table="stats", timestamp_field="event_ts"),
-    )
+    view = make_view("stats", "stats")
     store = _store(repo_config, USER, view)
     # A missing key makes pandas store the column as float64.
     ents = pd.DataFrame({"user_id": [big, None, 5.0, big - 1], "event_timestamp": [UTC_T0] * 4})
@@ -156,13 +151,7 @@ def test_decimal_key_column_matches_integer_keys(repo_config, db):
         "user_id DECIMAL(10, 2), n BIGINT, event_ts DATETIME(6)",
         pd.DataFrame({"user_id": [5, 6.5], "n": [1, 2], "event_ts": [T0] * 2}),
     )
-    view = FeatureView(
-        name="dec_v",
-        entities=[USER],
-        ttl=None,
-        schema=[Field(name="n", dtype=Int64)],
-        source=TiDBSource(name="dec_src", table="dec_keys", timestamp_field="event_ts"),
-    )
+    view = make_view("dec_v", "dec_keys")
     store = _store(repo_config, USER, view)
     ents = pd.DataFrame({"user_id": [5, 6, 7], "event_timestamp": [UTC_T0] * 3})
     df = store.get_historical_features(entity_df=ents, features=["dec_v:n"]).to_df()
@@ -176,13 +165,7 @@ def test_a_floating_point_key_column_is_refused(repo_config, db):
         "user_id DOUBLE, n BIGINT, event_ts DATETIME(6)",
         pd.DataFrame({"user_id": [5.0], "n": [1], "event_ts": [T0]}),
     )
-    view = FeatureView(
-        name="float_v",
-        entities=[USER],
-        ttl=None,
-        schema=[Field(name="n", dtype=Int64)],
-        source=TiDBSource(name="float_src", table="float_keys", timestamp_field="event_ts"),
-    )
+    view = make_view("float_v", "float_keys")
     store = _store(repo_config, USER, view)
     ents = pd.DataFrame({"user_id": [5], "event_timestamp": [UTC_T0]})
     with pytest.raises(TiDBOfflineStoreError, match=r"user_id.*DOUBLE.*CAST"):
@@ -235,13 +218,7 @@ def test_text_written_through_the_store_keeps_its_characters(repo_config, db):
 
 def test_fractional_int_keys_are_refused(repo_config, db):
     create_table(db, "s2", "user_id BIGINT, n BIGINT, event_ts DATETIME(6)")
-    view = FeatureView(
-        name="s2",
-        entities=[USER],
-        ttl=None,
-        schema=[Field(name="n", dtype=Int64)],
-        source=TiDBSource(name="s2_src", table="s2", timestamp_field="event_ts"),
-    )
+    view = make_view("s2", "s2")
     store = _store(repo_config, USER, view)
     ents = pd.DataFrame({"user_id": [1.5], "event_timestamp": [UTC_T0]})
     with pytest.raises(InvalidEntityDataFrame, match=r"user_id.*whole numbers"):

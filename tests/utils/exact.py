@@ -42,3 +42,34 @@ def exact_store(repo_config, *objects, engine: bool = False) -> FeatureStore:
     feature_store = FeatureStore(config=config)
     feature_store.apply(list(objects))
     return feature_store
+
+
+def view(
+    name: str,
+    table: str,
+    entity: Entity = USER,
+    schema: list | None = None,
+    ttl=None,
+    created: str | None = None,
+    **source_options,
+):
+    """A view over `table` keyed by `entity` (default one Int64 feature `n`), no TTL."""
+    from feast import FeatureView, Field
+    from feast.types import Int64
+
+    from providers.tidb import TiDBSource
+
+    return FeatureView(
+        name=name,
+        entities=[entity],
+        ttl=ttl,
+        schema=schema or [Field(name="n", dtype=Int64)],
+        source=TiDBSource(
+            name=f"{name}_src",
+            table=table,
+            timestamp_field="event_ts",
+            created_timestamp_column=created or "",
+            **source_options,
+        ),
+        online=True,
+    )
