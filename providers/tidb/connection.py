@@ -128,7 +128,7 @@ def probe(
 
 
 def is_mariadb(conn: pymysql.connections.Connection) -> bool:
-    return "mariadb" in conn.get_server_info().lower()
+    return flavor(conn) == "mariadb"
 
 
 def flavor(conn: pymysql.connections.Connection) -> str:

@@ -64,7 +64,6 @@ _INTEGER_CODES = {
 }
 _DECIMAL_CODES = {FIELD_TYPE.DECIMAL, FIELD_TYPE.NEWDECIMAL}
 _FLOAT_CODES = {FIELD_TYPE.FLOAT, FIELD_TYPE.DOUBLE}
-_STRING_CODES = STRING_CODES  # CHAR, VARCHAR, TEXT, BLOB, ENUM, SET
 _NAME = re.compile(r"^[A-Za-z0-9_]+$")  # charset and collation names, as the server reports them
 
 
@@ -82,7 +81,7 @@ def kind_of(value_type: ValueType, key: str, owner: str) -> KeyKind:
 
 def source_kind(column: SourceColumn) -> KeyKind:
     """The kind a key column's own type implies (for calls that get no declared entity)."""
-    if column.type_code in _STRING_CODES:
+    if column.type_code in STRING_CODES:
         return KeyKind.BYTES if column.is_binary else KeyKind.STRING
     return KeyKind.INTEGER
 
@@ -150,7 +149,7 @@ def check_source_key(owner: str, key: SourceColumn, kind: KeyKind) -> None:
                 "the entity STRING",
             )
         return
-    if code not in _STRING_CODES:
+    if code not in STRING_CODES:
         raise _mismatch(
             owner,
             key,
