@@ -1,9 +1,10 @@
 """`python -m devstack up|down|status|env`: the project's local stack.
 
-`up` starts MariaDB (unless TIDB_HOST points at an existing TiDB/MySQL server) and Redis on free
-loopback ports with their data under `.stack/`, waits until both answer, writes `.stack/env`
+`up` starts MariaDB (unless TIDB_HOST points at an existing TiDB/MySQL server), Redis (the online
+store) and the event broker (Redis Streams in a second, durable redis-server) on free loopback ports
+with their data under `.stack/`, waits until each answers, writes `.stack/env`
 (shell exports of the connection settings) and prints it. Running `up` twice reuses what runs.
-`down` stops both. `env` prints the exports of a running stack.
+`down` stops them. `env` prints the exports of a running stack.
 """
 
 from __future__ import annotations
@@ -27,11 +28,22 @@ def _load_state() -> dict:
     return json.loads(STATE.read_text()) if STATE.exists() else {}
 
 
-def _services(state: dict) -> tuple[MariaDB, Redis]:
+def _services(state: dict) -> tuple[MariaDB, Redis, Redis]:
     db = state.get("mariadb", {})
     mariadb = MariaDB(STACK / "mariadb", port=db.get("port", 0), password=db.get("password", ""))
     redis = Redis(STACK / "redis", port=state.get("redis", {}).get("port", 0))
-    return mariadb, redis
+    broker = Redis(STACK / "broker", port=state.get("broker", {}).get("port", 0), durable=True)
+    return mariadb, redis, broker
+
+
+def _start_redis(server: Redis, what: str) -> None:
+    if server.is_running():
+        print(f"{what} already running on 127.0.0.1:{server.port}")
+        return
+    server.port = 0  # take a fresh free port: the old one may be taken now
+    print(f"Starting {what} ...", flush=True)
+    server.start()
+    print(f"{what} ready on 127.0.0.1:{server.port}")
 
 
 def _write_env(env: dict[str, str]) -> None:
@@ -43,7 +55,7 @@ def _write_env(env: dict[str, str]) -> None:
 def up() -> int:
     STACK.mkdir(parents=True, exist_ok=True)
     state = _load_state()
-    mariadb, redis = _services(state)
+    mariadb, redis, broker = _services(state)
     env: dict[str, str] = {}
     # TIDB_HOST names an outside server unless it is our own export from an earlier `up`.
     external = os.environ.get("TIDB_HOST") and os.environ.get("DEVSTACK_MANAGED") != "1"
@@ -64,16 +76,13 @@ def up() -> int:
         state["mariadb"] = {"port": mariadb.port, "password": mariadb.password}
         env.update(mariadb.env())
         env["DEVSTACK_MANAGED"] = "1"
-    if redis.is_running():
-        print(f"Redis already running on 127.0.0.1:{redis.port}")
-    else:
-        redis.port = 0
-        print("Starting Redis ...", flush=True)
-        redis.start()
-        print(f"Redis ready on 127.0.0.1:{redis.port}")
+    _start_redis(redis, "Redis")
+    _start_redis(broker, "the event broker (Redis Streams)")
     state["redis"] = {"port": redis.port}
+    state["broker"] = {"port": broker.port}
     env["REDIS_URL"] = redis.url
     env["REDIS_CONNECTION_STRING"] = feast_redis_connection_string(redis.url)
+    env["BROKER_URL"] = broker.url
     STATE.write_text(json.dumps(state))
     STATE.chmod(0o600)
     _write_env(env)
@@ -87,12 +96,15 @@ def down() -> int:
     if not state:
         print("No local stack is running.")
         return 0
-    mariadb, redis = _services(state)
+    mariadb, redis, broker = _services(state)
     if state.get("mariadb"):
         mariadb.stop()
         print("MariaDB stopped.")
     redis.stop()
     print("Redis stopped.")
+    if state.get("broker"):
+        broker.stop()
+        print("Event broker stopped.")
     STATE.unlink(missing_ok=True)
     ENV_FILE.unlink(missing_ok=True)
     return 0
@@ -103,7 +115,7 @@ def status() -> int:
     if not state:
         print("No local stack is running (`make up` starts it).")
         return 1
-    mariadb, redis = _services(state)
+    mariadb, redis, broker = _services(state)
     ok = True
     if state.get("mariadb"):
         up_ = mariadb.is_running()
@@ -112,6 +124,9 @@ def status() -> int:
     up_ = bool(state.get("redis")) and redis.is_running()
     ok &= up_
     print(f"redis   127.0.0.1:{redis.port}: {'up' if up_ else 'DOWN'}")
+    up_ = bool(state.get("broker")) and broker.is_running()
+    ok &= up_
+    print(f"broker  127.0.0.1:{broker.port}: {'up' if up_ else 'DOWN'}")
     return 0 if ok else 1
 
 

@@ -271,10 +271,16 @@ class MariaDB:
 
 @dataclass
 class Redis:
-    """A `redis-server` in `data_dir` on a loopback port, persistence off (it is a cache of TiDB)."""
+    """A `redis-server` in `data_dir` on a loopback port.
+
+    As the online store, persistence is off: it is a cache of TiDB. As the event broker
+    (`durable=True`) every write is appended and fsynced before Redis answers (`appendfsync
+    always`), so an event the broker acknowledged survives a crash of the broker.
+    """
 
     data_dir: Path
     port: int = 0
+    durable: bool = False
     _proc: subprocess.Popen | None = None
 
     @property
@@ -299,8 +305,11 @@ class Redis:
             str(self.data_dir),
             "--save",
             "",
-            "--appendonly",
-            "no",
+            *(
+                ["--appendonly", "yes", "--appendfsync", "always"]
+                if self.durable
+                else ["--appendonly", "no"]
+            ),
             "--protected-mode",
             "yes",
             "--pidfile",

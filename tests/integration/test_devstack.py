@@ -55,13 +55,23 @@ def _up_status_down(stack: Path) -> None:
         "TIDB_PASSWORD",
         "REDIS_URL",
         "REDIS_CONNECTION_STRING",
+        "BROKER_URL",
     } <= set(env)
     redis = f"redis-server 127.0.0.1:{env['REDIS_URL'].rsplit(':', 1)[1].split('/')[0]}"
-    assert len(running(str(stack), redis)) == 2  # mariadbd (data in the stack dir) and redis-server
+    broker = f"redis-server 127.0.0.1:{env['BROKER_URL'].rsplit(':', 1)[1].split('/')[0]}"
+    assert redis != broker
+    # mariadbd (data in the stack dir), the online store's and the broker's redis-server
+    assert len(running(str(stack), redis, broker)) == 3
+    import redis as redis_client
+
+    durable = redis_client.Redis.from_url(env["BROKER_URL"])
+    assert durable.config_get("appendfsync") == {"appendfsync": "always"}
+    assert durable.config_get("appendonly") == {"appendonly": "yes"}
+    durable.close()
     again = devstack(stack, "up")
     assert again.returncode == 0 and "already running" in again.stdout
     assert devstack(stack, "status").returncode == 0
     down = devstack(stack, "down")
     assert down.returncode == 0 and "warning" not in down.stdout
-    assert running(str(stack), redis) == []
+    assert running(str(stack), redis, broker) == []
     assert devstack(stack, "status").returncode == 1

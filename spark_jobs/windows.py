@@ -1,0 +1,322 @@
+"""Sliding-window aggregations, computed the same way by the stream job and the backfill.
+
+The definition (docs/velocity_features.md): an aggregation with window W and slide s cuts time
+into tiles of length s (tile i covers [i*s, (i+1)*s)). Its value at instant t covers every event
+with `event_ts <= t` whose tile is one of the last W/s tiles up to and including t's own:
+
+    tile(ts) > tile(t) - W/s
+
+so the window reaches back between W - s and W, and a new event counts from its own instant.
+Values change only at change points: an event's instant (the value just after every event of that
+instant) and a tile's expiry instant `(i + W/s) * s`, when the tile leaves the window. Both engines
+emit one row per (key, view, change point) holding every aggregation of the view, so the value at
+any instant is the latest row at or before it (a point-in-time join, Feast's own rule).
+
+`KeyWindows` holds one key's state: finalized tiles (partial aggregates of events older than the
+watermark) and the raw events not yet finalized. The stream job keeps it in Spark's state store
+and calls `advance` once per micro-batch; the backfill calls it once with every event. A late
+event (inside the watermark) re-emits the change points from its instant on: newer versions of
+rows already written, so the latest version is always the value of the complete history.
+
+Arithmetic is exact: sums are kept as fractions of the values' exact binary value and rounded
+once, so the result does not depend on the order events arrive in (float addition does).
+Time is integer microseconds since the epoch (UTC).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+FUNCTIONS = ("count", "sum", "mean", "min", "max", "count_distinct", "last")
+MIN_WINDOW_US = 60 * 1_000_000  # 1 minute
+MAX_WINDOW_US = 30 * 86_400 * 1_000_000  # 30 days
+
+
+class WindowSpecError(ValueError):
+    """A windowed aggregation that cannot be computed as declared."""
+
+
+@dataclass(frozen=True)
+class WindowAgg:
+    """One aggregation: `function` of `column` over `window_us`, tiled by `slide_us`."""
+
+    feature: str
+    column: str
+    function: str
+    window_us: int
+    slide_us: int
+
+    def __post_init__(self) -> None:
+        where = f"aggregation {self.feature!r}"
+        if self.function not in FUNCTIONS:
+            raise WindowSpecError(f"{where}: function {self.function!r} is not one of {FUNCTIONS}")
+        if not MIN_WINDOW_US <= self.window_us <= MAX_WINDOW_US:
+            raise WindowSpecError(f"{where}: the window must be between 1 minute and 30 days")
+        if self.slide_us <= 0 or self.window_us % self.slide_us:
+            raise WindowSpecError(
+                f"{where}: the slide interval must divide the window "
+                f"({self.window_us} us is not a multiple of {self.slide_us} us)"
+            )
+        if self.window_us // self.slide_us > 1440:
+            raise WindowSpecError(
+                f"{where}: at most 1440 tiles per window (window / slide); "
+                "use a longer slide interval"
+            )
+
+    @property
+    def tiles(self) -> int:
+        return self.window_us // self.slide_us
+
+
+@dataclass(frozen=True)
+class Event:
+    """One raw event of a key: its instant, its id (ties on the instant go to the larger id for
+    `last`), and the values of the columns the aggregations read."""
+
+    ts: int
+    event_id: int
+    values: dict[str, Any]
+
+
+# --- partial aggregates: one per (tile, aggregation), JSON-serializable --------------------------
+
+
+def _empty(function: str) -> Any:
+    if function in ("count",):
+        return 0
+    if function in ("sum", "mean"):
+        return [0, 1, 0]  # numerator, denominator, count
+    if function == "count_distinct":
+        return []
+    return None  # min, max, last
+
+
+def _add(function: str, partial: Any, event: Event, column: str) -> Any:
+    value = event.values.get(column)
+    if function == "count":
+        return partial + 1
+    if value is None:  # count counts events; every other function skips nulls
+        return partial
+    if function in ("sum", "mean"):
+        total = Fraction(partial[0], partial[1]) + Fraction(value)
+        return [total.numerator, total.denominator, partial[2] + 1]
+    if function == "min":
+        return value if partial is None or value < partial else partial
+    if function == "max":
+        return value if partial is None or value > partial else partial
+    if function == "count_distinct":
+        key = json.dumps(value)
+        return partial if key in partial else sorted([*partial, key])
+    if function == "last":
+        if partial is None or (event.ts, event.event_id) >= (partial[0], partial[1]):
+            return [event.ts, event.event_id, value]
+        return partial
+    raise AssertionError(function)
+
+
+def _merge(function: str, a: Any, b: Any) -> Any:
+    if function == "count":
+        return a + b
+    if function in ("sum", "mean"):
+        total = Fraction(a[0], a[1]) + Fraction(b[0], b[1])
+        return [total.numerator, total.denominator, a[2] + b[2]]
+    if a is None or b is None:
+        return b if a is None else a
+    if function == "min":
+        return min(a, b)
+    if function == "max":
+        return max(a, b)
+    if function == "count_distinct":
+        return sorted(set(a) | set(b))
+    if function == "last":
+        return a if (a[0], a[1]) >= (b[0], b[1]) else b
+    raise AssertionError(function)
+
+
+def _final(function: str, partial: Any) -> Any:
+    if function == "count":
+        return partial
+    if function == "sum":
+        return float(Fraction(partial[0], partial[1]))  # correctly rounded once
+    if function == "mean":
+        return float(Fraction(partial[0], partial[1]) / partial[2]) if partial[2] else None
+    if function == "count_distinct":
+        return len(partial)
+    if function == "last":
+        return None if partial is None else partial[2]
+    return partial  # min, max
+
+
+# --- one key's state ------------------------------------------------------------------------------
+
+
+@dataclass
+class KeyWindows:
+    """The window state of one key of one view (see the module docstring)."""
+
+    aggs: Sequence[WindowAgg]
+    # slide_us -> tile index -> partials of the aggregations with that slide (in `aggs` order)
+    tiles: dict[int, dict[int, list[Any]]] = field(default_factory=dict)
+    pending: list[Event] = field(default_factory=list)  # events at or after `finalized_us`
+    finalized_us: int = -(2**62)  # every event before this instant is in `tiles`
+    emitted_us: int = -(2**62)  # change points up to here have been emitted
+
+    def __post_init__(self) -> None:
+        self._by_slide: dict[int, list[int]] = {}
+        self._position: list[int] = []  # index of each aggregation within its slide's partials
+        for index, agg in enumerate(self.aggs):
+            group = self._by_slide.setdefault(agg.slide_us, [])
+            self._position.append(len(group))
+            group.append(index)
+
+    # serialized form for the stream engine's state store
+    def dumps(self) -> str:
+        tiles = {str(s): {str(i): p for i, p in t.items()} for s, t in self.tiles.items()}
+        pending = [[e.ts, e.event_id, e.values] for e in self.pending]
+        return json.dumps([tiles, pending, self.finalized_us, self.emitted_us])
+
+    @classmethod
+    def loads(cls, aggs: Sequence[WindowAgg], text: str) -> KeyWindows:
+        tiles, pending, finalized, emitted = json.loads(text)
+        return cls(
+            aggs,
+            {int(s): {int(i): p for i, p in t.items()} for s, t in tiles.items()},
+            [Event(ts, eid, values) for ts, eid, values in pending],
+            finalized,
+            emitted,
+        )
+
+    def advance(
+        self, events: Iterable[Event], watermark_us: int, until_us: int | None = None
+    ) -> list[tuple[int, list[Any]]]:
+        """Take new events, emit `(change point, values)` rows, finalize what the watermark passed.
+
+        Rows cover every change point from the earliest new event (re-emitting corrected ones)
+        through the latest event or the watermark, whichever is later (`until_us` caps it: the
+        backfill's end). Events before `finalized_us` cannot be placed exactly: the caller drops
+        them first (Spark does, below its watermark) and this refuses them.
+        """
+        new = sorted(events, key=lambda e: (e.ts, e.event_id))
+        if new and new[0].ts < self.finalized_us:
+            raise ValueError(
+                f"event at {new[0].ts} us is older than the finalized state ({self.finalized_us})"
+            )
+        self.pending.extend(new)
+        self.pending.sort(key=lambda e: (e.ts, e.event_id))
+        latest = self.pending[-1].ts if self.pending else self.emitted_us
+        hi = max(latest, watermark_us, self.emitted_us)
+        if until_us is not None:
+            hi = min(hi, until_us)
+        lo = self.emitted_us + 1
+        if new:
+            lo = min(lo, new[0].ts)
+        rows = [(point, self.values_at(point)) for point in self._change_points(lo, hi)]
+        self.emitted_us = max(self.emitted_us, hi)
+        self._finalize(min(watermark_us, hi + 1))
+        return rows
+
+    def next_expiry(self) -> int | None:
+        """The first change point after what was emitted (a tile leaving a window), if any."""
+        points = self._change_points(self.emitted_us + 1, 2**62)
+        return points[0] if points else None
+
+    def is_empty(self) -> bool:
+        """No event is inside any window any more: the state can be dropped."""
+        return not self.pending and not any(self.tiles.values())
+
+    def values_at(self, point: int) -> list[Any]:
+        out = []
+        for agg, position in zip(self.aggs, self._position, strict=True):
+            lowest = point // agg.slide_us - agg.tiles + 1
+            partial = _empty(agg.function)
+            # Finalized events are all older than any point asked for (`advance` ensures it).
+            for tile, partials in self.tiles.get(agg.slide_us, {}).items():
+                if tile >= lowest:
+                    partial = _merge(agg.function, partial, partials[position])
+            for event in self.pending:
+                if event.ts > point:
+                    break
+                if event.ts // agg.slide_us >= lowest:
+                    partial = _add(agg.function, partial, event, agg.column)
+            out.append(_final(agg.function, partial))
+        return out
+
+    def _change_points(self, lo: int, hi: int) -> list[int]:
+        """Event instants and tile expiries in [lo, hi], ascending."""
+        if hi < lo:
+            return []
+        points = {e.ts for e in self.pending if lo <= e.ts <= hi}
+        for agg in self.aggs:
+            occupied = set(self.tiles.get(agg.slide_us, {}))
+            occupied.update(e.ts // agg.slide_us for e in self.pending)
+            for tile in occupied:
+                expiry = (tile + agg.tiles) * agg.slide_us
+                if lo <= expiry <= hi:
+                    points.add(expiry)
+        return sorted(points)
+
+    def _finalize(self, before_us: int) -> None:
+        """Fold pending events older than `before_us` into tiles; drop tiles no window can reach."""
+        if before_us <= self.finalized_us:
+            return
+        keep = []
+        for event in self.pending:
+            if event.ts >= before_us:
+                keep.append(event)
+                continue
+            for slide, indexes in self._by_slide.items():
+                tiles = self.tiles.setdefault(slide, {})
+                tile = event.ts // slide
+                partials = tiles.get(tile)
+                if partials is None:
+                    partials = tiles[tile] = [_empty(self.aggs[i].function) for i in indexes]
+                for position, i in enumerate(indexes):
+                    agg = self.aggs[i]
+                    partials[position] = _add(agg.function, partials[position], event, agg.column)
+        self.pending = keep
+        self.finalized_us = before_us
+        # Every later change point is at or after `finalized_us` (later events are not older),
+        # and a tile counts only before its expiry: a tile that expired by then is never read.
+        for slide, indexes in self._by_slide.items():
+            span = max(self.aggs[i].tiles for i in indexes)
+            tiles = self.tiles.get(slide, {})
+            for tile in [t for t in tiles if (t + span) * slide < self.finalized_us]:
+                del tiles[tile]
+
+
+def rows_for_key(
+    aggs: Sequence[WindowAgg], events: Iterable[Event], until_us: int
+) -> list[tuple[int, list[Any]]]:
+    """Every change point of one key up to `until_us` from its whole history (the backfill)."""
+    return KeyWindows(aggs).advance(events, watermark_us=until_us, until_us=until_us)
+
+
+def micros(value: Any) -> int:
+    """Integer microseconds since the epoch of a datetime/Timestamp (naive means UTC)."""
+    import datetime as dt
+
+    if hasattr(value, "value") and not isinstance(value, dt.datetime):  # pandas Timestamp
+        return int(value.value) // 1000
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        delta = value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+        return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if isinstance(value, int):
+        return value
+    raise TypeError(f"not a timestamp: {value!r}")
+
+
+__all__ = [
+    "FUNCTIONS",
+    "Event",
+    "KeyWindows",
+    "WindowAgg",
+    "WindowSpecError",
+    "micros",
+    "rows_for_key",
+]
