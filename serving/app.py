@@ -3,6 +3,7 @@
 Routes:
   POST /v1/models/{model}/predict  {"entities": [{...}, ...]}  -> score, decision, features with age
   POST /v1/push/{source}           {"events": [{...}, ...]}    -> written online and offline first
+  POST /v1/events/{kind}           {"events": [{...}, ...]}    -> on the broker (serving/ingest.py)
   GET  /healthz   the process answers
   GET  /readyz    Redis and the registry answer (503 otherwise)
   GET  /metrics   Prometheus
@@ -46,6 +47,8 @@ from pydantic import (
 
 from serving.feature_log import ServedFeatureLogger, served_records
 from serving.features import FeatureClient, OnlineReader
+from serving.ingest import Broker, IngestMetrics, KnownUsers
+from serving.ingest import router as ingest_router
 from serving.model import LinearModel
 from serving.settings import Settings
 
@@ -200,14 +203,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             str(settings.feature_repo), settings.log_flush_seconds, settings.log_queue_rows
         )
         app.state.logger.start()
+        app.state.broker = (
+            Broker(settings.broker_url, settings.broker_timeout_seconds)
+            if settings.broker_url
+            else None
+        )
+        app.state.known_users = KnownUsers(app.state.reader)
         try:
             yield
         finally:
             app.state.logger.stop()
+            if app.state.broker is not None:
+                await app.state.broker.close()
 
     app = FastAPI(title="Fraud feature platform: inference", lifespan=lifespan)
     metrics = Metrics()
     app.state.metrics = metrics
+    app.state.ingest_metrics = IngestMetrics(metrics.registry)
+    app.include_router(ingest_router(_validation_error))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

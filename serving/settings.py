@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,6 +27,14 @@ class Settings(BaseSettings):
     )
     log_queue_rows: int = Field(
         100_000, gt=0, description="Rows buffered before requests wait for the log."
+    )
+    broker_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("SERVING_BROKER_URL", "BROKER_URL"),
+        description="Event broker (Redis Streams) for /v1/events; unset: ingest answers 503.",
+    )
+    broker_timeout_seconds: float = Field(
+        2.0, gt=0, le=30, description="Longest wait for the broker before ingest answers 503."
     )
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

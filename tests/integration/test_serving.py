@@ -11,40 +11,9 @@ import pymysql
 import pytest
 from fastapi.testclient import TestClient
 
-from devstack import Redis, feast_redis_connection_string
-from tests.utils.jobs import feast, jobs_environment
-from tests.utils.tables import create_database, drop_database, rows
-
-
-@pytest.fixture(scope="module")
-def stack(mariadb, tmp_path_factory):
-    """A database with events, backfilled features, the repo applied and both models trained."""
-    from pipelines.train import train
-    from spark_jobs import backfill, generate
-
-    redis = Redis(tmp_path_factory.mktemp("serving-redis")).start()  # ours: this module stops it
-    database, admin = create_database(mariadb)
-    models = tmp_path_factory.mktemp("models")
-    try:  # stop our Redis and drop the database even when the setup below fails
-        with pytest.MonkeyPatch.context() as mp:
-            env = jobs_environment(mariadb, database, feast_redis_connection_string(redis.url), mp)
-            assert generate.main(["--users", "1500", "--days", "40", "--end", "2026-03-01"]) == 0
-            assert (
-                backfill.main(["--start", "2026-02-10", "--end", "2026-02-28", "--no-progress"])
-                == 0
-            )
-            feast(env, "apply")
-            feast(env, "materialize-incremental", "2026-03-02T00:00:00")
-            window = dict(
-                since=dt.datetime(2026, 2, 11, tzinfo=dt.UTC),
-                until=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
-            )
-            for model in ("account_takeover", "withdrawal_fraud"):
-                train(model, dt.datetime.now(dt.UTC), out=models, save_dataset=False, **window)
-            yield {"env": env, "models": models, "redis": redis, "database": database}
-    finally:
-        redis.stop()
-        drop_database(admin, database)
+from devstack import Redis
+from tests.utils.jobs import feast
+from tests.utils.tables import rows
 
 
 @pytest.fixture
@@ -54,7 +23,13 @@ def client(stack, monkeypatch):
 
     for key, value in stack["env"].items():
         monkeypatch.setenv(key, value)
-    with TestClient(create_app(Settings(models_dir=stack["models"], log_flush_seconds=0.2))) as c:
+    settings = Settings(
+        models_dir=stack["models"],
+        log_flush_seconds=0.2,
+        broker_url=stack["broker"].url,
+        broker_timeout_seconds=1.0,
+    )
+    with TestClient(create_app(settings)) as c:
         yield c
 
 

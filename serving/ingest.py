@@ -1,0 +1,169 @@
+"""`POST /v1/events/{kind}`: business events to the broker, acknowledged once the broker holds them.
+
+A batch is validated whole first (a malformed event is a 422 naming it, and nothing of the batch
+reaches the broker), then appended in one MULTI/EXEC transaction, so the broker holds all of it
+or none. The local broker (devstack) fsyncs each write before answering (`appendfsync always`),
+so a 200 means the events are on the broker's disk. A broker that does not answer within
+`SERVING_BROKER_TIMEOUT_SECONDS` is a 503: the producer retries with the same `event_id`s, and
+the raw tables' primary key makes a retried event land once.
+
+Events for users the online store does not know are accepted and counted
+(`serving_ingest_unknown_user_events_total`): a new account's first login is such an event.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request
+from prometheus_client import CollectorRegistry, Counter
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from providers.events import KINDS, MESSAGE_FIELD, encode
+
+log = logging.getLogger(__name__)
+MAX_EVENTS = 1000
+
+
+class EventBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_EVENTS)
+
+
+class IngestMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.accepted = Counter(
+            "serving_ingest_events_total",
+            "Events the broker acknowledged",
+            ["kind"],
+            registry=registry,
+        )
+        self.unknown_users = Counter(
+            "serving_ingest_unknown_user_events_total",
+            "Accepted events whose user has no features in the online store",
+            ["kind"],
+            registry=registry,
+        )
+        self.refused = Counter(
+            "serving_ingest_refused_total",
+            "Events refused: invalid (422) or broker unavailable (503)",
+            ["kind", "reason"],
+            registry=registry,
+        )
+
+
+class Broker:
+    """The asyncio Redis Streams client serving appends events with (one per event loop)."""
+
+    def __init__(self, url: str, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._loop: Any = None
+
+    def client(self):
+        import asyncio
+
+        import redis.asyncio as aioredis
+
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            self._loop = loop
+            self._client = aioredis.Redis.from_url(
+                self.url,
+                socket_timeout=self.timeout_s,
+                socket_connect_timeout=self.timeout_s,
+                retry_on_timeout=False,
+            )
+        return self._client
+
+    async def append(self, stream: str, messages: list[bytes]) -> list[str]:
+        async with self.client().pipeline(transaction=True) as pipe:
+            for message in messages:
+                pipe.xadd(stream, {MESSAGE_FIELD: message})
+            ids = await pipe.execute()
+        return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+def router(validation_error) -> APIRouter:
+    """The ingest route; `validation_error(exc, prefix)` builds the app's 422 (same shape)."""
+    routes = APIRouter()
+
+    @routes.post("/v1/events/{kind}")
+    async def ingest(kind: str, body: EventBatch, request: Request):
+        import redis
+
+        state = request.app.state
+        metrics: IngestMetrics = state.ingest_metrics
+        event_kind = KINDS.get(kind)
+        if event_kind is None:
+            raise HTTPException(404, f"Unknown event kind {kind!r}; kinds: {sorted(KINDS)}.")
+        broker: Broker | None = state.broker
+        if broker is None:
+            raise HTTPException(503, "No event broker is configured (SERVING_BROKER_URL).")
+        events = []
+        for index, item in enumerate(body.events):
+            try:
+                events.append(event_kind.model.model_validate(item))
+            except ValidationError as exc:
+                metrics.refused.labels(kind, "invalid").inc(len(body.events))
+                raise validation_error(exc, ("body", "events", index)) from exc
+        started = time.perf_counter()
+        try:
+            ids = await broker.append(event_kind.stream, [encode(e) for e in events])
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            metrics.refused.labels(kind, "broker_unavailable").inc(len(events))
+            log.warning("broker unavailable: %s", exc)
+            raise HTTPException(
+                503, "The event broker is unavailable; retry with the same event ids."
+            ) from exc
+        metrics.accepted.labels(kind).inc(len(events))
+        unknown = await state.known_users.count_unknown([e.user_id for e in events])
+        if unknown:
+            metrics.unknown_users.labels(kind).inc(unknown)
+        return {
+            "accepted": len(events),
+            "stream": event_kind.stream,
+            "ids": ids,
+            "broker_ms": round((time.perf_counter() - started) * 1000, 3),
+        }
+
+    return routes
+
+
+class KnownUsers:
+    """Counts users without a key in the online store (best effort: never fails an ingest)."""
+
+    def __init__(self, reader) -> None:
+        self.reader = reader  # serving.features.OnlineReader: its Redis client and project
+
+    async def count_unknown(self, user_ids: list[int]) -> int:
+        import pyarrow as pa
+        from feast.value_type import ValueType
+
+        from providers.feast_redis import entity_keys
+
+        store = self.reader.store
+        try:
+            keys = entity_keys(
+                [pa.array(user_ids, pa.int64())],
+                [("user_id", ValueType.INT64)],
+                store.project,
+                store.config.entity_key_serialization_version,
+            )
+            client = await self.reader._redis()
+            async with client.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.exists(key)
+                found = await pipe.execute()
+        except Exception as exc:  # the count is a metric; the event is already acknowledged
+            log.warning("could not check users against the online store: %s", exc)
+            return 0
+        return sum(1 for f in found if not f)

@@ -1,0 +1,51 @@
+"""Fixtures of the integration suites that need a whole serving stack."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from devstack import Redis, feast_redis_connection_string
+from tests.utils.jobs import feast, jobs_environment
+from tests.utils.tables import create_database, drop_database
+
+
+@pytest.fixture(scope="session")
+def stack(mariadb, tmp_path_factory):
+    """A database with events, backfilled features, the repo applied and both models trained,
+    with its own Redis and broker (tests stop and restart them). Shared by the serving modules."""
+    from pipelines.train import train
+    from spark_jobs import backfill, generate
+
+    redis = Redis(tmp_path_factory.mktemp("serving-redis")).start()  # ours: this module stops it
+    broker = Redis(tmp_path_factory.mktemp("serving-broker"), durable=True).start()
+    database, admin = create_database(mariadb)
+    models = tmp_path_factory.mktemp("models")
+    try:  # stop our Redis and drop the database even when the setup below fails
+        with pytest.MonkeyPatch.context() as mp:
+            env = jobs_environment(mariadb, database, feast_redis_connection_string(redis.url), mp)
+            assert generate.main(["--users", "1500", "--days", "40", "--end", "2026-03-01"]) == 0
+            assert (
+                backfill.main(["--start", "2026-02-10", "--end", "2026-02-28", "--no-progress"])
+                == 0
+            )
+            feast(env, "apply")
+            feast(env, "materialize-incremental", "2026-03-02T00:00:00")
+            window = dict(
+                since=dt.datetime(2026, 2, 11, tzinfo=dt.UTC),
+                until=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+            )
+            for model in ("account_takeover", "withdrawal_fraud"):
+                train(model, dt.datetime.now(dt.UTC), out=models, save_dataset=False, **window)
+            yield {
+                "env": env,
+                "models": models,
+                "redis": redis,
+                "broker": broker,
+                "database": database,
+            }
+    finally:
+        redis.stop()
+        broker.stop()
+        drop_database(admin, database)
