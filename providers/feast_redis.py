@@ -158,3 +158,41 @@ def stored_nanos(raw: bytes | None) -> int:
     stamp = Timestamp()
     stamp.ParseFromString(raw)
     return stamp.seconds * 1_000_000_000 + stamp.nanos
+
+
+# The stream job re-emits a corrected value at the same event time (a late event inside the
+# watermark): it must replace the stored one, so its rule is "not older" rather than "newer".
+WRITE_NOT_OLDER = WRITE_NEWER.replace("old_n >= new_n", "old_n > new_n")
+assert WRITE_NOT_OLDER != WRITE_NEWER
+
+
+def view_fields(view_name: str, features: Sequence[str]) -> tuple[str, list[bytes]]:
+    """The event-time field and the feature fields of a view in a Feast Redis hash."""
+    from feast.infra.online_stores.helpers import _mmh3
+
+    return f"_ts:{view_name}", [_mmh3(f"{view_name}:{f}") for f in features]
+
+
+def write_scripted(
+    client,
+    keys: list[bytes],
+    ts_field: str,
+    fields: list[bytes],
+    stamps: list[bytes],
+    values: list[list[bytes]],
+    *,
+    replace_equal: bool = False,
+) -> int:
+    """Compare-and-write SCRIPT_KEYS keys per script call (one round trip each): a key's row is
+    written when its event time is later than the stored one (or equal, with `replace_equal`).
+    Event times must not be before 1970 (the script reads them as unsigned varints)."""
+    script = client.register_script(WRITE_NOT_OLDER if replace_equal else WRITE_NEWER)
+    written = 0
+    for start in range(0, len(keys), SCRIPT_KEYS):
+        end = min(start + SCRIPT_KEYS, len(keys))
+        args: list = [ts_field, len(fields), *fields]
+        for i in range(start, end):
+            args.append(stamps[i])
+            args.extend(col[i] for col in values)
+        written += int(script(keys=keys[start:end], args=args))
+    return written

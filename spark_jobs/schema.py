@@ -107,6 +107,24 @@ RUN_TABLES = {
         PRIMARY KEY (run_id, feature_set, partition_day)""",
 }
 
+# The velocity views' own tables are created from their registry declarations
+# (spark_jobs/velocity.py); these record what the stream job and the velocity backfill committed.
+VELOCITY_TABLES = {
+    "velocity_commits": """
+        run_id VARCHAR(36) NOT NULL,
+        commit_id BIGINT NOT NULL COMMENT 'micro-batch id (stream) or chunk number (backfill)',
+        rows_written BIGINT NOT NULL,
+        committed_at DATETIME(6) NOT NULL COMMENT 'the created_ts of the rows written',
+        PRIMARY KEY (run_id, commit_id)""",
+    "dead_letter_events": """
+        stream VARCHAR(64) NOT NULL,
+        entry_id VARCHAR(64) NOT NULL,
+        message MEDIUMTEXT NOT NULL,
+        error TEXT NOT NULL,
+        received_at DATETIME(6) NOT NULL,
+        PRIMARY KEY (stream, entry_id)""",
+}
+
 # Batch tables of Feast push sources: real-time events pushed by serving land here too.
 PUSH_TABLES = {
     "login_push_events": """
@@ -125,7 +143,7 @@ PUSH_TABLES = {
         KEY idx_user_ts (user_id, event_ts)""",
 }
 
-ALL_TABLES = {**RAW_TABLES, **FEATURE_TABLES, **RUN_TABLES, **PUSH_TABLES}
+ALL_TABLES = {**RAW_TABLES, **FEATURE_TABLES, **RUN_TABLES, **VELOCITY_TABLES, **PUSH_TABLES}
 
 
 class SchemaMismatch(RuntimeError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -197,6 +198,9 @@ def spark_session(
     """A SparkSession in UTC, with the JDBC driver jar on the classpath when it exists."""
     from pyspark.sql import SparkSession
 
+    # Python workers (pandas UDFs, the stream's state processor) run this interpreter, which has
+    # the project and its dependencies; PATH's python3 may not.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     conf = dict(conf or {})
     for key in ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions"):
         # JDBC converts timestamps in the JVM's default zone: UTC, appended to the user's options.

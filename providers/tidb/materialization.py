@@ -362,16 +362,7 @@ class TiDBRedisEngine(LocalComputeEngine):
         values: list[list[bytes]],
     ) -> int:
         """Compare-and-write SCRIPT_KEYS keys per call of WRITE_NEWER (one round trip each)."""
-        script = client.register_script(feast_redis.WRITE_NEWER)
-        written = 0
-        for start in range(0, len(keys), feast_redis.SCRIPT_KEYS):
-            end = min(start + feast_redis.SCRIPT_KEYS, len(keys))
-            args: list[Any] = [ts_field, len(fields), *fields]
-            for i in range(start, end):
-                args.append(stamps[i])
-                args.extend(col[i] for col in values)
-            written += int(script(keys=keys[start:end], args=args))
-        return written
+        return feast_redis.write_scripted(client, keys, ts_field, fields, stamps, values)
 
     @staticmethod
     def _write_pipelined(

@@ -224,11 +224,13 @@ def drop_table(table: str) -> Statement:
     return f"DROP TABLE IF EXISTS {quote_table(table)}", []
 
 
-def insert(table: str, columns: Sequence[str]) -> str:
-    """INSERT for `cursor.executemany` (pymysql batches it into multi-row statements)."""
+def insert(table: str, columns: Sequence[str], ignore: bool = False) -> str:
+    """INSERT for `cursor.executemany` (pymysql batches it into multi-row statements).
+    `ignore`: rows whose primary key exists are skipped (idempotent landing)."""
     cols = ", ".join(quote_identifier(c) for c in columns)
     marks = ", ".join(["%s"] * len(columns))
-    return f"INSERT INTO {quote_table(table)} ({cols}) VALUES ({marks})"
+    verb = "INSERT IGNORE" if ignore else "INSERT"
+    return f"{verb} INTO {quote_table(table)} ({cols}) VALUES ({marks})"
 
 
 def insert_values(table: str, columns: Sequence[str], values: str) -> str:

@@ -1,0 +1,477 @@
+"""The streaming job: velocity features from the event streams, state in Spark's state store.
+
+    python -m spark_jobs.stream --checkpoint DIR [--broker redis://...|kafka://host:9092]
+        [--views user_login_velocity ...] [--watermark-seconds 10] [--trigger-seconds 1]
+        [--max-events-per-batch 20000] [--starting-offsets earliest|latest]
+        [--stop-when-idle SECONDS]
+
+Two queries run from the same streams, each with its own checkpoint under DIR:
+
+- `velocity`: events -> (view, key) groups -> `transformWithStateInPandas` running the window
+  engine of spark_jobs/windows.py, its state (tiles and not yet final events) in the RocksDB
+  state store, an event-time timer at the next tile expiry; the rows go to TiDB (versioned,
+  exactly once per micro-batch) and Redis (Feast's format).
+- `landing`: every broker message into the raw event tables (INSERT IGNORE on the event id), so
+  the backfill sees each event the stream saw, late ones included.
+
+Event time with a watermark of `--watermark-seconds`: an event later than that behind the latest
+event time is not counted by the stream (Spark drops it before the state; its count is reported,
+see `late_events`), and still lands in TiDB for the backfill. A failed micro-batch (Redis or TiDB
+down) fails its query; the job restarts both from their checkpoints with exponential backoff
+(tenacity), so it catches up without losing or double-counting anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from spark_jobs.settings import Database, SettingsError, finish_args, job_parser, spark_session
+
+log = logging.getLogger("spark_jobs.stream")
+OUTPUT_SCHEMA = (
+    "view string, key long, event_ts timestamp, values string, broker_ms string, consumed long"
+)
+RUN_FILE = "run_id"
+
+
+# --- the stateful step (runs in Spark's Python workers) --------------------------------------------
+
+
+def _processor_class():
+    """Defined lazily: importing pyspark's streaming module needs a SparkContext-free worker."""
+    from pyspark.sql.streaming.stateful_processor import StatefulProcessor
+
+    class VelocityProcessor(StatefulProcessor):
+        def __init__(self, views: dict[str, Any]) -> None:
+            self.views = views
+
+        def init(self, handle) -> None:
+            self.handle = handle
+            self.state = handle.getValueState("windows", "json string")
+
+        def _load(self, view):
+            from spark_jobs.windows import KeyWindows
+
+            if self.state.exists():
+                return KeyWindows.loads(view.aggs, self.state.get()[0])
+            return KeyWindows(view.aggs)
+
+        def _save(self, windows) -> None:
+            for timer in list(self.handle.listTimers()):
+                self.handle.deleteTimer(timer)
+            if windows.is_empty():
+                self.state.clear()
+                return
+            self.state.update((windows.dumps(),))
+            expiry = windows.next_expiry()
+            if expiry is not None:
+                self.handle.registerTimer(-(-expiry // 1000))  # ms, rounded up
+
+        def _emit(self, view, key: int, rows, broker_ms: list[int], consumed: int):
+            from spark_jobs.velocity import typed_rows
+
+            out = [
+                {
+                    "view": view.name,
+                    "key": key,
+                    "event_ts": row.pop("event_ts"),
+                    "values": json.dumps([row[f] for f in view.features]),
+                    "broker_ms": None,
+                    "consumed": 0,
+                }
+                for row in typed_rows(view, key, rows)
+            ]
+            if out:
+                out[-1]["broker_ms"] = json.dumps(broker_ms)
+                out[-1]["consumed"] = consumed
+            return pd.DataFrame(out, columns=[c.split()[0] for c in OUTPUT_SCHEMA.split(", ")])
+
+        def handleInputRows(self, key, rows, timerValues):
+            from spark_jobs.velocity import decode_frame, events_of
+
+            view_name, user = key
+            view = self.views[view_name]
+            batch = pd.concat(list(rows), ignore_index=True)
+            frame = decode_frame(view, batch["message"])
+            windows = self._load(view)
+            watermark_us = max(timerValues.getCurrentWatermarkInMs(), 0) * 1000
+            events = [e for e in events_of(view, frame) if e.ts >= windows.finalized_us]
+            emitted = windows.advance(events, watermark_us)
+            self._save(windows)
+            broker_ms = [int(t.value // 1_000_000) for t in pd.to_datetime(batch["broker_ts"])]
+            yield self._emit(view, int(user), emitted, broker_ms, len(events))
+
+        def handleExpiredTimer(self, key, timerValues, expiredTimerInfo):
+            view_name, user = key
+            view = self.views[view_name]
+            windows = self._load(view)
+            watermark_us = max(timerValues.getCurrentWatermarkInMs(), 0) * 1000
+            emitted = windows.advance([], watermark_us)
+            self._save(windows)
+            yield self._emit(view, int(user), emitted, [], 0)
+
+        def close(self) -> None:
+            pass
+
+    return VelocityProcessor
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+
+def read_streams(spark, broker: str, streams: list[str], args) -> Any:
+    """(stream, id, message, broker_ts) rows from Redis Streams or Kafka, by the broker URL."""
+    if broker.startswith(("redis://", "rediss://")):
+        from spark_jobs.redis_streams import RedisStreamsSource
+
+        spark.dataSource.register(RedisStreamsSource)
+        return (
+            spark.readStream.format("redis_streams")
+            .option("url", broker)
+            .option("streams", ",".join(streams))
+            .option("maxEventsPerBatch", str(args.max_events_per_batch))
+            .option("startingOffsets", args.starting_offsets)
+            .load()
+        )
+    if broker.startswith("kafka://"):
+        from pyspark.sql import functions as F
+
+        # Spark's Kafka source (the image adds org.apache.spark:spark-sql-kafka-0-10).
+        raw = (
+            spark.readStream.format("kafka")
+            .option("kafka.bootstrap.servers", broker.removeprefix("kafka://"))
+            .option("subscribe", ",".join(streams))
+            .option("startingOffsets", args.starting_offsets)
+            .option("maxOffsetsPerTrigger", str(args.max_events_per_batch))
+            .load()
+        )
+        return raw.select(
+            F.col("topic").alias("stream"),
+            F.concat_ws("-", "partition", "offset").alias("id"),
+            F.col("value").cast("string").alias("message"),
+            F.col("timestamp").alias("broker_ts"),
+        )
+    raise SettingsError(
+        f"--broker must be redis://host:port/db or kafka://host:port, got {broker!r}"
+    )
+
+
+def velocity_frame(source, views: list, watermark_seconds: int):
+    """Events keyed by (view, key) with their event time, watermarked, through the processor."""
+    from pyspark.sql import functions as F
+
+    by_stream: dict[str, list[str]] = {}
+    for view in views:
+        by_stream.setdefault(view.kind.stream, []).append(view.name)
+    view_names = F.lit(None).cast("array<string>")
+    for stream, names in by_stream.items():
+        view_names = F.when(
+            F.col("stream") == stream, F.array(*[F.lit(n) for n in names])
+        ).otherwise(view_names)
+    keyed = (
+        source.withColumn("view", F.explode(view_names))
+        .withColumn("key", F.get_json_object("message", "$.user_id").cast("long"))
+        .withColumn("event_ts", F.to_timestamp(F.get_json_object("message", "$.event_ts")))
+        .where(F.col("key").isNotNull() & F.col("event_ts").isNotNull())
+    )
+    return (
+        keyed.withWatermark("event_ts", f"{int(watermark_seconds)} seconds")
+        .groupBy("view", "key")
+        .transformWithStateInPandas(
+            _processor_class()({v.name: v for v in views}),
+            OUTPUT_SCHEMA,
+            outputMode="Update",
+            timeMode="EventTime",
+        )
+    )
+
+
+# --- sinks (run in the driver, once per micro-batch) -----------------------------------------------
+
+
+class Sinks:
+    def __init__(self, db: Database, store, views: list, run_id: str, metrics_file: Path | None):
+        self.db = db
+        self.store = store
+        self.views = {v.name: v for v in views}
+        self.sfvs = {v.name: store.get_stream_feature_view(v.name) for v in views}
+        self.run_id = run_id
+        self.metrics_file = metrics_file
+        self._redis: Any = None
+        self.totals = {"rows": 0, "events": 0, "batches": 0, "landed": 0, "dead_letters": 0}
+
+    def redis(self):
+        if self._redis is None:
+            from feast.infra.online_stores.redis import RedisOnlineStore
+
+            self._redis = RedisOnlineStore()._get_client(self.store.config.online_store)
+        return self._redis
+
+    def velocity(self, frame, batch_id: int) -> None:
+        from providers.tidb import connection
+        from spark_jobs.velocity_sink import write_commit, write_online
+
+        out = frame.toPandas()
+        rows_by_view: dict[Any, list[dict]] = {}
+        broker_ms: list[int] = []
+        consumed = 0
+        for record in out.itertuples(index=False):
+            view = self.views[record.view]
+            values = json.loads(record.values)
+            row = {view.join_key: int(record.key), "event_ts": _naive(record.event_ts)}
+            row.update(zip(view.features, values, strict=True))
+            rows_by_view.setdefault(view, []).append(row)
+            if isinstance(record.broker_ms, str):
+                broker_ms.extend(json.loads(record.broker_ms))
+            consumed += int(record.consumed)
+        with connection.connect(self.db.offline_store_config()) as conn:
+            fresh, _ = write_commit(
+                conn, self.run_id, batch_id, rows_by_view, self.db.write_batch_rows
+            )
+        write_online(self.redis(), self.store.config, self.sfvs, rows_by_view)
+        online_at = time.time() * 1000
+        rows = sum(len(r) for r in rows_by_view.values())
+        self.totals["rows"] += rows
+        self.totals["events"] += consumed
+        self.totals["batches"] += 1
+        if self.metrics_file is not None and (rows or consumed):
+            lags = [online_at - ms for ms in broker_ms]
+            with self.metrics_file.open("a") as fh:
+                fh.write(
+                    json.dumps(
+                        {
+                            "batch": batch_id,
+                            "rows": rows,
+                            "events": consumed,
+                            "written_to_tidb": fresh,
+                            "online_at_ms": online_at,
+                            "lags_ms": lags,
+                        }
+                    )
+                    + "\n"
+                )
+
+    def landing(self, frame, batch_id: int) -> None:
+        from providers.tidb import connection
+        from spark_jobs.velocity_sink import land_raw
+
+        messages = [(r.stream, r.id, r.message) for r in frame.toPandas().itertuples(index=False)]
+        if not messages:
+            return
+        with connection.connect(self.db.offline_store_config()) as conn:
+            landed, dead = land_raw(conn, messages, self.db.write_batch_rows)
+        self.totals["landed"] += landed
+        self.totals["dead_letters"] += dead
+        if dead:
+            log.warning(
+                "batch %d: %d messages were not valid events (dead_letter_events)", batch_id, dead
+            )
+
+
+def _naive(value) -> Any:
+    stamp = pd.Timestamp(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.tz_convert("UTC").tz_localize(None)
+    return stamp.to_pydatetime()
+
+
+# --- the job --------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = job_parser("python -m spark_jobs.stream", __doc__)
+    parser.add_argument("--checkpoint", required=True, help="Checkpoint directory (or URI).")
+    parser.add_argument(
+        "--broker",
+        default=os.environ.get("STREAM_BROKER") or os.environ.get("BROKER_URL"),
+        help="redis://host:port/db (Redis Streams) or kafka://host:port "
+        "(default: $STREAM_BROKER, else $BROKER_URL).",
+    )
+    parser.add_argument("--views", nargs="*", default=None, help="Stream feature views (all).")
+    parser.add_argument("--feature-repo", default=None, help="Feast repo (default: feature_repo/).")
+    parser.add_argument("--watermark-seconds", type=int, default=10)
+    parser.add_argument("--trigger-seconds", type=float, default=1.0)
+    parser.add_argument("--max-events-per-batch", type=int, default=20000)
+    parser.add_argument("--starting-offsets", choices=["earliest", "latest"], default="earliest")
+    parser.add_argument(
+        "--stop-when-idle",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="Stop once every stream is read to its end and nothing arrived for this long "
+        "(tests, the demo, replays). Default: run until stopped (SIGTERM stops cleanly).",
+    )
+    parser.add_argument("--metrics-file", default=None, help="Append per-batch lags (JSON lines).")
+    args = finish_args(parser, parser.parse_args(argv))
+    if not args.broker:
+        parser.error("--broker (or $STREAM_BROKER / $BROKER_URL) is required")
+    for name in ("watermark_seconds", "max_events_per_batch"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if not 0 < args.trigger_seconds <= 3600:
+        parser.error("--trigger-seconds must be in (0, 3600]")
+    return args
+
+
+def _run_id(checkpoint: str) -> str:
+    """One run per checkpoint: a restart continues it, so replayed batches are recognised."""
+    path = Path(checkpoint) / RUN_FILE
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    run_id = str(uuid.uuid4())
+    path.write_text(run_id)
+    return run_id
+
+
+def _tips(broker: str, streams: list[str]) -> dict[str, str]:
+    import redis
+
+    client = redis.Redis.from_url(broker, socket_timeout=5)
+    try:
+        return {
+            s: (last[0][0].decode() if (last := client.xrevrange(s, count=1)) else "0-0")
+            for s in streams
+        }
+    finally:
+        client.close()
+
+
+def _caught_up(query, tips: dict[str, str]) -> bool:
+    progress = query.lastProgress
+    if not progress or query.status.get("isTriggerActive"):
+        return False
+    for source in progress.get("sources", []):
+        end = source.get("endOffset")
+        if isinstance(end, str):  # JSON, or (Python data sources) the dict's repr
+            import ast
+
+            end = ast.literal_eval(end) if end.startswith("{'") else json.loads(end)
+        if not isinstance(end, dict):
+            return False
+        if any(end.get(s, "0-0") != tip for s, tip in tips.items()):
+            return False
+    return True
+
+
+def run(args: argparse.Namespace) -> int:
+    from feast import FeatureStore
+    from tenacity import Retrying, retry_if_exception_type, wait_exponential
+
+    from providers.tidb import connection
+    from spark_jobs.schema import ensure_schema
+    from spark_jobs.settings import default_feature_repo
+    from spark_jobs.velocity import ensure_table, load_views
+
+    db = Database.from_env(jdbc_jar=args.jdbc_jar, jdbc_driver=args.jdbc_driver)
+    store = FeatureStore(repo_path=args.feature_repo or default_feature_repo())
+    views = load_views(store, args.views)
+    ensure_schema(db)
+    with connection.connect(db.offline_store_config()) as conn:
+        for view in views:
+            ensure_table(conn, view)
+    streams = sorted({v.kind.stream for v in views})
+    run_id = _run_id(args.checkpoint)
+    sinks = Sinks(db, store, views, run_id, Path(args.metrics_file) if args.metrics_file else None)
+    spark = spark_session(
+        "velocity-stream",
+        args.master,
+        {
+            "spark.ui.showConsoleProgress": "false",
+            "spark.sql.streaming.stateStore.providerClass": (
+                "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
+            ),
+            "spark.sql.shuffle.partitions": "2",
+            **args.conf,
+        },
+        jdbc_jar=None,
+    )
+    spark.sparkContext.setLogLevel("WARN")
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: stopping.set())
+
+    def start_queries():
+        source = read_streams(spark, args.broker, streams, args)
+        trigger = {"processingTime": f"{args.trigger_seconds} seconds"}
+        velocity = (
+            velocity_frame(source, views, args.watermark_seconds)
+            .writeStream.queryName("velocity")
+            .foreachBatch(sinks.velocity)
+            .option("checkpointLocation", str(Path(args.checkpoint) / "velocity"))
+            .trigger(**trigger)
+            .start()
+        )
+        landing = (
+            read_streams(spark, args.broker, streams, args)
+            .writeStream.queryName("landing")
+            .foreachBatch(sinks.landing)
+            .option("checkpointLocation", str(Path(args.checkpoint) / "landing"))
+            .trigger(**trigger)
+            .start()
+        )
+        return [velocity, landing]
+
+    def supervise() -> None:
+        queries = start_queries()
+        idle_since = None
+        try:
+            while not stopping.is_set():
+                for q in queries:
+                    if q.exception() is not None or not q.isActive:
+                        raise RuntimeError(f"query {q.name} stopped: {q.exception()}")
+                if args.stop_when_idle is not None and args.broker.startswith("redis"):
+                    tips = _tips(args.broker, streams)
+                    if all(_caught_up(q, tips) for q in queries):
+                        idle_since = idle_since or time.monotonic()
+                        if time.monotonic() - idle_since >= args.stop_when_idle:
+                            return
+                    else:
+                        idle_since = None
+                time.sleep(0.25)
+        finally:
+            for q in queries:
+                q.stop()
+
+    log.info("stream run %s: views %s from %s", run_id, [v.name for v in views], streams)
+    try:
+        for attempt in Retrying(
+            retry=retry_if_exception_type(RuntimeError),
+            wait=wait_exponential(multiplier=1, max=30),
+            before_sleep=lambda s: log.warning(
+                "restarting from the checkpoint after: %s", s.outcome.exception()
+            ),
+        ):
+            with attempt:
+                if not stopping.is_set():
+                    supervise()
+    finally:
+        spark.stop()
+    print(json.dumps({"run_id": run_id, **sinks.totals}), flush=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

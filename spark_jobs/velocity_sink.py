@@ -1,0 +1,168 @@
+"""Where velocity rows and raw events go: TiDB (versioned, exactly once) and Redis (Feast's format).
+
+`write_commit` writes one micro-batch (stream) or chunk (backfill) of rows to the views' tables
+and records it in `velocity_commits` in the same transaction, keyed by (run, commit): a commit
+replayed after a crash (Spark re-runs a batch whose offsets it had not committed) finds its record
+and writes nothing twice. Every row of a commit carries the commit's `created_ts`, the instant it
+became readable.
+
+`write_online` puts each key's latest row into Redis exactly as Feast's Redis store lays it out,
+compare-and-write inside Redis: a later change point replaces the stored one, and so does a
+corrected value at the same change point (a late event inside the watermark).
+
+`land_raw` writes broker messages to the raw event tables (INSERT IGNORE on the event id, so a
+redelivered event lands once); a message that is not a valid event goes to `dead_letter_events`
+with the reason, never silently away.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from providers.events import BY_STREAM, KINDS, decode, to_row
+from providers.tidb import sql
+from spark_jobs.velocity import VERSION_COLUMNS, VelocityView
+
+log = logging.getLogger(__name__)
+
+
+def _insert(
+    cur, table: str, columns: Sequence[str], rows: list[tuple], batch: int, ignore: bool = False
+) -> None:
+    statement = sql.insert(table, columns, ignore=ignore)
+    for start in range(0, len(rows), batch):
+        cur.executemany(statement, rows[start : start + batch])
+
+
+def write_commit(
+    conn,
+    run_id: str,
+    commit_id: int,
+    rows_by_view: dict[VelocityView, list[dict[str, Any]]],
+    batch_rows: int = 5000,
+) -> tuple[bool, dt.datetime]:
+    """Write one commit's rows in one transaction; False when it was written before."""
+    with conn.cursor() as cur:
+        conn.begin()
+        try:
+            cur.execute(
+                "SELECT committed_at FROM velocity_commits WHERE run_id = %s AND commit_id = %s "
+                "FOR UPDATE",
+                (run_id, commit_id),
+            )
+            found = cur.fetchone()
+            if found:
+                conn.rollback()
+                return False, found[0]
+            created = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+            total = 0
+            for view, rows in rows_by_view.items():
+                columns = view.columns
+                values = [
+                    (*(r[c] for c in columns[: -len(VERSION_COLUMNS)]), r["event_ts"])
+                    + (created, run_id, commit_id)
+                    for r in rows
+                ]
+                _insert(cur, view.table, columns, values, batch_rows)
+                total += len(rows)
+            cur.execute(
+                "INSERT INTO velocity_commits (run_id, commit_id, rows_written, committed_at) "
+                "VALUES (%s, %s, %s, %s)",
+                (run_id, commit_id, total, created),
+            )
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+    return True, created
+
+
+def write_online(
+    client, config, views: dict[str, Any], rows_by_view: dict[VelocityView, list[dict]]
+) -> int:
+    """The latest row per key of each view, into Redis in Feast's format; keys written."""
+    import pyarrow as pa
+    from feast.infra.online_stores.redis import _versioned_fv_name
+    from feast.value_type import ValueType
+
+    from providers import feast_redis
+
+    written = 0
+    for view, rows in rows_by_view.items():
+        latest: dict[int, dict] = {}
+        for row in rows:  # rows of a key come in change-point order; later versions last
+            key = row[view.join_key]
+            if key not in latest or row["event_ts"] >= latest[key]["event_ts"]:
+                latest[key] = row
+        if not latest:
+            continue
+        sfv = views[view.name]
+        ts_field, fields = feast_redis.view_fields(_versioned_fv_name(sfv, config), view.features)
+        chosen = list(latest.values())
+        keys = feast_redis.entity_keys(
+            [pa.array([r[view.join_key] for r in chosen], pa.int64())],
+            [(view.join_key, ValueType.INT64)],
+            config.project,
+            config.entity_key_serialization_version,
+        )
+        epoch = dt.datetime(1970, 1, 1)
+        micros = pa.array([(r["event_ts"] - epoch) // dt.timedelta(microseconds=1) for r in chosen])
+        stamps, _ = feast_redis.timestamp_bytes(micros)
+        types = {f.name: f.dtype for f in sfv.features}
+        arrow = {"Int64": pa.int64(), "Float64": pa.float64(), "String": pa.string()}
+        values = [
+            feast_redis.value_bytes(
+                pa.array([r[f] for r in chosen], arrow[str(types[f])]),
+                types[f].to_value_type(),
+            )
+            for f in view.features
+        ]
+        written += feast_redis.write_scripted(
+            client, keys, ts_field, fields, stamps, values, replace_equal=True
+        )
+    return written
+
+
+def land_raw(conn, messages: Iterable[tuple[str, str, str | None]], batch_rows: int = 5000):
+    """Broker messages (stream, entry id, message) into the raw tables; (landed, dead letters)."""
+    from pydantic import ValidationError
+
+    by_kind: dict[str, list[tuple]] = {}
+    dead: list[tuple] = []
+    for stream, entry_id, message in messages:
+        kind = BY_STREAM.get(stream)
+        try:
+            if kind is None:
+                raise ValueError(f"no event kind reads stream {stream!r}")
+            if message is None:
+                raise ValueError("the entry has no message field")
+            event = decode(kind, message)
+        except (ValidationError, ValueError) as exc:
+            dead.append((stream, entry_id, (message or "")[:65000], str(exc)[:4000]))
+            continue
+        row = to_row(kind, event)
+        by_kind.setdefault(kind.name, []).append(tuple(row[c] for c in kind.columns))
+    with conn.cursor() as cur:
+        conn.begin()
+        try:
+            for name, rows in by_kind.items():
+                kind = KINDS[name]
+                _insert(cur, kind.table, kind.columns, rows, batch_rows, ignore=True)
+            if dead:
+                now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+                _insert(
+                    cur,
+                    "dead_letter_events",
+                    ["stream", "entry_id", "message", "error", "received_at"],
+                    [(*d, now) for d in dead],
+                    batch_rows,
+                    ignore=True,
+                )
+            conn.commit()
+        except Exception:
+            conn.rollback()
+            raise
+    return sum(len(r) for r in by_kind.values()), len(dead)
