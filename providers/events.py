@@ -137,3 +137,15 @@ def to_row(kind: EventKind, event: _Event) -> dict[str, Any]:
     data[kind.id_column] = data.pop("event_id")
     data["event_ts"] = event.event_ts.astimezone(dt.UTC).replace(tzinfo=None)
     return {c: data[c] for c in kind.columns}
+
+
+def from_row(kind: EventKind, row: dict[str, Any]) -> _Event:
+    """The event of a raw table row (naive UTC event_ts; BOOLEAN read back as 0/1)."""
+    data = dict(row)
+    data["event_id"] = data.pop(kind.id_column)
+    stamp = data["event_ts"]
+    data["event_ts"] = stamp.replace(tzinfo=dt.UTC) if stamp.tzinfo is None else stamp
+    for name, spec in kind.model.model_fields.items():
+        if spec.annotation is bool and data.get(name) in (0, 1):
+            data[name] = bool(data[name])
+    return kind.model.model_validate(data)

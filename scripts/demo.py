@@ -181,6 +181,16 @@ def main() -> int:
         "--no-progress",
     )
     step("Register the definitions", feast_bin(), "-c", "feature_repo", "apply")
+    step(
+        f"Backfill velocity features for {start} .. {end} (the stream job's windows)",
+        "python",
+        "-m",
+        "spark_jobs.velocity_backfill",
+        "--start",
+        start.isoformat(),
+        "--end",
+        end.isoformat(),
+    )
     now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat()
     step(
         "Materialize TiDB -> Redis",

@@ -60,6 +60,7 @@ def _processor_class():
         def init(self, handle) -> None:
             self.handle = handle
             self.state = handle.getValueState("windows", "json string")
+            self.timer = handle.getValueState("timer", "at_ms long")  # the one registered
 
         def _load(self, view):
             from spark_jobs.windows import KeyWindows
@@ -68,16 +69,23 @@ def _processor_class():
                 return KeyWindows.loads(view.aggs, self.state.get()[0])
             return KeyWindows(view.aggs)
 
-        def _save(self, windows) -> None:
-            for timer in list(self.handle.listTimers()):
-                self.handle.deleteTimer(timer)
+        def _save(self, windows, fired: bool = False) -> None:
+            """Store the state and keep one timer, at the next tile expiry (ms, rounded up)."""
+            current = None if fired or not self.timer.exists() else self.timer.get()[0]
+            expiry = None if windows.is_empty() else windows.next_expiry()
+            wanted = None if expiry is None else -(-expiry // 1000)
+            if current is not None and current != wanted:
+                self.handle.deleteTimer(current)
+            if wanted is not None and wanted != current:
+                self.handle.registerTimer(wanted)
+            if wanted is None:
+                self.timer.clear()
+            else:
+                self.timer.update((wanted,))
             if windows.is_empty():
                 self.state.clear()
-                return
-            self.state.update((windows.dumps(),))
-            expiry = windows.next_expiry()
-            if expiry is not None:
-                self.handle.registerTimer(-(-expiry // 1000))  # ms, rounded up
+            else:
+                self.state.update((windows.dumps(),))
 
         def _emit(self, view, key: int, rows, broker_ms: list[int], consumed: int):
             from spark_jobs.velocity import typed_rows
@@ -119,7 +127,7 @@ def _processor_class():
             windows = self._load(view)
             watermark_us = max(timerValues.getCurrentWatermarkInMs(), 0) * 1000
             emitted = windows.advance([], watermark_us)
-            self._save(windows)
+            self._save(windows, fired=True)  # Spark removed the timer that fired
             yield self._emit(view, int(user), emitted, [], 0)
 
         def close(self) -> None:
@@ -210,7 +218,31 @@ class Sinks:
         self.run_id = run_id
         self.metrics_file = metrics_file
         self._redis: Any = None
-        self.totals = {"rows": 0, "events": 0, "batches": 0, "landed": 0, "dead_letters": 0}
+        self.totals = {
+            "rows": 0,
+            "events": 0,
+            "batches": 0,
+            "landed": 0,
+            "dead_letters": 0,
+            "late_events": 0,
+        }
+        self._late_seen: set[tuple[str, int]] = set()
+
+    def count_late(self, query) -> None:
+        """Events the watermark dropped before the state (Spark's per-batch count): they are not
+        in any stream value, and they are in the raw tables for the backfill."""
+        for progress in query.recentProgress:
+            batch = (str(progress.get("runId")), int(progress.get("batchId", -1)))
+            if batch in self._late_seen:
+                continue
+            self._late_seen.add(batch)
+            for operator in progress.get("stateOperators", []):
+                dropped = int(operator.get("numRowsDroppedByWatermark", 0))
+                if dropped:
+                    self.totals["late_events"] += dropped
+                    log.warning(
+                        "batch %d: %d late events (behind the watermark)", batch[1], dropped
+                    )
 
     def redis(self):
         if self._redis is None:
@@ -432,6 +464,7 @@ def run(args: argparse.Namespace) -> int:
                 for q in queries:
                     if q.exception() is not None or not q.isActive:
                         raise RuntimeError(f"query {q.name} stopped: {q.exception()}")
+                sinks.count_late(queries[0])
                 if args.stop_when_idle is not None and args.broker.startswith("redis"):
                     tips = _tips(args.broker, streams)
                     if all(_caught_up(q, tips) for q in queries):
@@ -442,6 +475,7 @@ def run(args: argparse.Namespace) -> int:
                         idle_since = None
                 time.sleep(0.25)
         finally:
+            sinks.count_late(queries[0])
             for q in queries:
                 q.stop()
 
@@ -465,6 +499,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per callback otherwise
     args = parse_args(argv)
     try:
         return run(args)

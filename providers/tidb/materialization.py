@@ -75,6 +75,22 @@ class TiDBRedisEngineConfig(FeastConfigBaseModel):
 _BATCH, _FAILED, _END = b"B", b"E", b"."
 
 
+def _aggregated_stream_view(view: Any) -> bool:
+    """A stream feature view with aggregations: Feast itself cannot materialize it (0.67's local
+    engine refuses time windows); its batch source holds the aggregated rows."""
+    from feast.stream_feature_view import StreamFeatureView
+
+    return type(view) is StreamFeatureView and bool(view.aggregations)
+
+
+def _features(view: Any, fields: bool = False) -> list:
+    """The view's features without its join keys (Feast 0.67 lists a stream view's entity
+    columns among its features once read back from the registry)."""
+    keys = {c.name for c in view.entity_columns}
+    kept = [f for f in view.features if f.name not in keys]
+    return kept if fields else [f.name for f in kept]
+
+
 def _job(task: MaterializationTask, error: Exception | None) -> LocalMaterializationJob:
     job_id = f"{task.feature_view.name}-{task.start_time}-{task.end_time}"
     if error is None:
@@ -229,7 +245,7 @@ class TiDBRedisEngine(LocalComputeEngine):
         view = task.feature_view
         config = self.repo_config
         return (
-            type(view) is FeatureView
+            (type(view) is FeatureView or _aggregated_stream_view(view))
             and isinstance(view.batch_source, TiDBSource)
             and bool(view.entity_columns)  # entityless views: Feast's dummy entity
             and isinstance(config.online_store, RedisOnlineStoreConfig)
@@ -260,7 +276,12 @@ class TiDBRedisEngine(LocalComputeEngine):
 
         view = task.feature_view
         entities = [registry.get_entity(name, task.project) for name in view.entities]
-        return _get_column_names(view, entities)
+        joins, features, ts_field, created_field = _get_column_names(view, entities)
+        if _aggregated_stream_view(view):
+            # Feast names the aggregations' input columns; this view's batch source holds the
+            # aggregated values (written by spark_jobs/stream.py and the velocity backfill).
+            features = _features(view)
+        return joins, features, ts_field, created_field
 
     def _write_view(self, task: MaterializationTask, columns: tuple) -> int:
         return self._write_tables(task, self._read_view(task, columns))
@@ -280,6 +301,21 @@ class TiDBRedisEngine(LocalComputeEngine):
         join_columns, feature_columns, ts_field, created_field = columns
         source_from = source.get_table_query_string()
         with connection.connect(cfg) as conn:
+            if (
+                _aggregated_stream_view(view)
+                and source.table
+                and not connection.table_exists(conn, source.table)
+            ):
+                # The stream job and the velocity backfill create a velocity view's table from its
+                # declaration; until one has run there is nothing to load (the stream writes Redis
+                # itself), so a daily materialize does not fail on a view nobody computed yet.
+                log.warning(
+                    "%s: table %s does not exist yet (no stream or velocity backfill has run); "
+                    "nothing to materialize",
+                    view.name,
+                    source.table,
+                )
+                return
             read = entity.source_read(
                 conn,
                 f"Feature view '{view.name}'",
@@ -314,7 +350,7 @@ class TiDBRedisEngine(LocalComputeEngine):
         view: FeatureView = task.feature_view
         config = self.repo_config
         name = _versioned_fv_name(view, config)
-        features = [(f.name, f.dtype.to_value_type()) for f in view.features]
+        features = [(f.name, f.dtype.to_value_type()) for f in _features(view, fields=True)]
         fields = [_mmh3(f"{name}:{f}") for f, _ in features]
         ts_field_key = f"_ts:{name}"
         join_keys = [(c.name, c.dtype.to_value_type()) for c in view.entity_columns]

@@ -34,7 +34,7 @@ def feast_env(mariadb, database, redis_connection_string, monkeypatch):
 
 def test_events_backfill_apply_materialize_and_serve(feast_env, db, monkeypatch):
     """The whole batch path: raw events -> Spark backfill -> feast apply -> materialize -> Redis."""
-    from spark_jobs import backfill, generate
+    from spark_jobs import backfill, generate, velocity_backfill
 
     monkeypatch.setenv("SPARK_MASTER", "local[2]")
     assert generate.main(["--users", "80", "--days", "35", "--end", "2026-03-01"]) == 0
@@ -58,11 +58,31 @@ def test_events_backfill_apply_materialize_and_serve(feast_env, db, monkeypatch)
         )
         == 0
     )
+    # Velocity features' cold start: the same windows the stream job computes, from the raw events
+    assert velocity_backfill.main(["--start", "2026-02-26", "--end", "2026-02-28"]) == 0
     feast(feast_env, "materialize-incremental", "2026-03-01T00:00:00")
 
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(REPO))
+    # Feast reads what our engine materialized for a stream feature view: each user's latest row
+    latest = {
+        user: (attempts, distinct_ips)
+        for user, attempts, distinct_ips in rows(
+            db,
+            "SELECT v.user_id, v.login_attempts_1m, v.distinct_ips_1h FROM velocity_login v "
+            "JOIN (SELECT user_id, MAX(event_ts) AS ts FROM velocity_login GROUP BY user_id) m "
+            "ON m.user_id = v.user_id AND m.ts = v.event_ts",
+        )
+    }
+    assert len(latest) > 40
+    velocity = store.get_online_features(
+        features=["user_login_velocity:login_attempts_1m", "user_login_velocity:distinct_ips_1h"],
+        entity_rows=[{"user_id": u} for u in sorted(latest)],
+    ).to_dict()
+    assert list(zip(velocity["login_attempts_1m"], velocity["distinct_ips_1h"], strict=True)) == [
+        latest[u] for u in sorted(latest)
+    ]
     users = list(range(1, 81))
     online = store.get_online_features(
         features=store.get_feature_service("withdrawal_fraud"),
