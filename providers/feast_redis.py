@@ -196,3 +196,11 @@ def write_scripted(
             args.extend(col[i] for col in values)
         written += int(script(keys=keys[start:end], args=args))
     return written
+
+
+def progress_key(project: str) -> bytes:
+    """The hash where the stream job records, per stream feature view, the event time up to which
+    every key's value is complete (its watermark, in microseconds since the epoch). Serving reads
+    it in the same round trip as the features: a velocity value is as fresh as this, not as its
+    row's own time (an idle user's count of zero is current while the stream runs)."""
+    return f"feature_platform:stream_progress:{project}".encode()

@@ -79,7 +79,12 @@ INF = float("inf")
 
 
 def _any_view(store: FeatureStore, name: str):
-    for getter in (store.get_feature_view, store.get_on_demand_feature_view):
+    getters = (
+        store.get_feature_view,
+        store.get_stream_feature_view,
+        store.get_on_demand_feature_view,
+    )
+    for getter in getters:
         try:
             return getter(name)
         except Exception:  # not that kind of view
@@ -96,6 +101,7 @@ class _ViewRead:
     features: tuple[str, ...]
     fields: tuple[bytes | str, ...]  # the features' hash fields, then the timestamp field
     budget: float
+    streamed: bool = False  # a stream view: fresh up to the stream's progress (feast_redis)
 
 
 @dataclass(frozen=True)
@@ -144,6 +150,7 @@ class OnlineReader:
     def _build(self, service: str) -> _Plan | None:
         from feast.infra.online_stores.helpers import _mmh3
         from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+        from feast.on_demand_feature_view import OnDemandFeatureView
 
         if not isinstance(self.store.config.online_store, RedisOnlineStoreConfig):
             return None
@@ -155,7 +162,7 @@ class OnlineReader:
             features = tuple(f.name for f in projection.features)
             if view is None:
                 return None
-            if hasattr(view, "feature_transformation"):  # an on-demand view
+            if isinstance(view, OnDemandFeatureView):
                 if view.mode != "python" or view.singleton:
                     return None
                 on_demand.append((view, features))
@@ -170,7 +177,8 @@ class OnlineReader:
             )
             fields = tuple(_mmh3(f"{name}:{f}") for f in features) + (f"_ts:{name}",)
             budget = min((budgets.get(f, INF) for f in features), default=INF)
-            views.append(_ViewRead(name, join_keys, features, fields, budget))
+            streamed = bool(getattr(view, "aggregations", None))
+            views.append(_ViewRead(name, join_keys, features, fields, budget, streamed))
         return _Plan(tuple(views), tuple(on_demand), time.monotonic())
 
     def refresh_if_due(self, service: str) -> bool:
@@ -220,6 +228,8 @@ class OnlineReader:
         from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
         from google.protobuf.timestamp_pb2 import Timestamp
 
+        from providers.feast_redis import progress_key
+
         plan = self._plan(service)
         assert plan is not None, f"{service} is read through FeatureClient"
         project = self.store.project.encode("utf-8")
@@ -236,7 +246,11 @@ class OnlineReader:
                         ],
                     )
                     pipe.hmget(serialize_entity_key(key, version) + project, view.fields)
+            streamed = [v.name for v in plan.views if v.streamed]
+            if streamed:  # the stream's progress, in the same round trip
+                pipe.hmget(progress_key(self.store.project), streamed)
             replies = await pipe.execute()
+        progress = dict(zip(streamed, replies.pop(), strict=True)) if streamed else {}
 
         now = time.time()
         rows: list[dict[str, ServedFeature]] = [{} for _ in entity_rows]
@@ -246,10 +260,13 @@ class OnlineReader:
             for i, _ in enumerate(entity_rows):
                 *raw, raw_ts = next(replies_iter)
                 ts = 0
+                vouched: float = 0  # the row's time, or the stream's progress past it
                 if raw_ts:
                     stamp = Timestamp()
                     stamp.ParseFromString(raw_ts)
-                    ts = stamp.seconds
+                    ts = vouched = stamp.seconds
+                    if progress.get(view.name):  # complete up to the stream's watermark
+                        vouched = max(ts, int(progress[view.name]) / 1e6)
                 for name, blob in zip(view.features, raw, strict=True):
                     value, present = None, False
                     if blob:
@@ -257,7 +274,7 @@ class OnlineReader:
                         proto.ParseFromString(blob)
                         present = proto.WhichOneof("val") is not None
                         value = feast_value_type_to_python_type(proto)
-                    age = (now - ts) if (present and ts > 0) else None
+                    age = (now - vouched) if (present and ts > 0) else None
                     rows[i][name] = ServedFeature(
                         value=value,
                         status="PRESENT" if present else "NOT_FOUND",

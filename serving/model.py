@@ -26,6 +26,7 @@ class Metrics(BaseModel):
     model_config = ConfigDict(extra="forbid")
     roc_auc: float | None
     pr_auc: float | None
+    recall_at_1pct_fpr: float | None = None  # recall where 1% of legitimate events are flagged
     validation_rows: int
     validation_positives: int
     training_rows: int

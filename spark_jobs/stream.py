@@ -40,13 +40,57 @@ import pandas as pd
 from spark_jobs.settings import Database, SettingsError, finish_args, job_parser, spark_session
 
 log = logging.getLogger("spark_jobs.stream")
-OUTPUT_SCHEMA = (
-    "view string, key long, event_ts timestamp, values string, broker_ms string, consumed long"
-)
 RUN_FILE = "run_id"
 
 
 # --- the stateful step (runs in Spark's Python workers) --------------------------------------------
+
+PREPARED_SCHEMA = (
+    "view string, key long, event_ts timestamp, event_us long, event_id long, values string, "
+    "broker_ms long"
+)
+OUTPUT_SCHEMA = (
+    "view string, key long, event_us long, values string, broker_ms string, consumed long"
+)
+
+
+def prepare(views: list):
+    """mapInPandas: broker messages -> one row per (view, event) with the columns its aggregations
+    read, the view's udf applied to the whole micro-batch at once (not per key). Messages that are
+    not valid events are dropped here; the landing query records them as dead letters."""
+
+    def run(frames):
+        from spark_jobs.velocity import aggregation_values, decode_frame
+
+        columns = [c.split()[0] for c in PREPARED_SCHEMA.split(", ")]
+        for frame in frames:
+            out = []
+            for view in views:
+                mine = frame[frame["stream"] == view.kind.stream]
+                if mine.empty:
+                    continue
+                events = decode_frame(view, mine["message"], keep_index=True)
+                if events.empty:
+                    continue
+                stamps = pd.to_datetime(events["event_ts"], utc=True).dt.tz_convert(None)
+                broker = pd.to_datetime(mine.loc[events.index, "broker_ts"])
+                out.append(
+                    pd.DataFrame(
+                        {
+                            "view": view.name,
+                            "key": events[view.join_key].astype("int64").to_numpy(),
+                            "event_ts": stamps.to_numpy(),
+                            "event_us": (stamps.astype("int64") // 1000).to_numpy(),
+                            "event_id": events["event_id"].astype("int64").to_numpy(),
+                            "values": aggregation_values(view, events),
+                            "broker_ms": (broker.astype("int64") // 1_000_000).to_numpy(),
+                        }
+                    )
+                )
+            if out:
+                yield pd.concat(out, ignore_index=True)[columns]
+
+    return run
 
 
 def _processor_class():
@@ -54,81 +98,60 @@ def _processor_class():
     from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
     class VelocityProcessor(StatefulProcessor):
+        """One key of one view: its window state (tiles and events not yet final, JSON) and its
+        one timer (the next tile expiry) in one value of the RocksDB state store; a row per
+        change point out. Two state calls per key and a timer call only when it moves."""
+
         def __init__(self, views: dict[str, Any]) -> None:
             self.views = views
 
         def init(self, handle) -> None:
             self.handle = handle
-            self.state = handle.getValueState("windows", "json string")
-            self.timer = handle.getValueState("timer", "at_ms long")  # the one registered
+            self.state = handle.getValueState("windows", "windows string, timer long")
 
-        def _load(self, view):
-            from spark_jobs.windows import KeyWindows
+        def _step(self, key, rows, timer_values, fired: bool):
+            from pyspark.sql import Row
 
-            if self.state.exists():
-                return KeyWindows.loads(view.aggs, self.state.get()[0])
-            return KeyWindows(view.aggs)
+            from spark_jobs.windows import Event, KeyWindows
 
-        def _save(self, windows, fired: bool = False) -> None:
-            """Store the state and keep one timer, at the next tile expiry (ms, rounded up)."""
-            current = None if fired or not self.timer.exists() else self.timer.get()[0]
+            view_name, user = key
+            view = self.views[view_name]
+            stored = self.state.get()
+            windows = KeyWindows.loads(view.aggs, stored[0]) if stored else KeyWindows(view.aggs)
+            timer = None if fired or not stored else stored[1]
+            watermark_us = max(timer_values.getCurrentWatermarkInMs(), 0) * 1000
+            events, broker_ms = [], []
+            for row in rows:
+                if row.event_us >= windows.finalized_us:
+                    events.append(Event(row.event_us, row.event_id, json.loads(row.values)))
+                    broker_ms.append(row.broker_ms)
+            emitted = windows.advance(events, watermark_us)
             expiry = None if windows.is_empty() else windows.next_expiry()
-            wanted = None if expiry is None else -(-expiry // 1000)
-            if current is not None and current != wanted:
-                self.handle.deleteTimer(current)
-            if wanted is not None and wanted != current:
+            wanted = None if expiry is None else -(-expiry // 1000)  # ms, rounded up
+            if timer is not None and timer != wanted:
+                self.handle.deleteTimer(timer)
+            if wanted is not None and wanted != timer:
                 self.handle.registerTimer(wanted)
-            if wanted is None:
-                self.timer.clear()
-            else:
-                self.timer.update((wanted,))
             if windows.is_empty():
                 self.state.clear()
             else:
-                self.state.update((windows.dumps(),))
-
-        def _emit(self, view, key: int, rows, broker_ms: list[int], consumed: int):
-            from spark_jobs.velocity import typed_rows
-
-            out = [
-                {
-                    "view": view.name,
-                    "key": key,
-                    "event_ts": row.pop("event_ts"),
-                    "values": json.dumps([row[f] for f in view.features]),
-                    "broker_ms": None,
-                    "consumed": 0,
-                }
-                for row in typed_rows(view, key, rows)
-            ]
-            if out:
-                out[-1]["broker_ms"] = json.dumps(broker_ms)
-                out[-1]["consumed"] = consumed
-            return pd.DataFrame(out, columns=[c.split()[0] for c in OUTPUT_SCHEMA.split(", ")])
+                self.state.update((windows.dumps(), wanted))
+            last = len(emitted) - 1
+            for i, (point, values) in enumerate(emitted):
+                yield Row(
+                    view=view.name,
+                    key=int(user),
+                    event_us=point,
+                    values=json.dumps(values),
+                    broker_ms=json.dumps(broker_ms) if i == last else None,
+                    consumed=len(events) if i == last else 0,
+                )
 
         def handleInputRows(self, key, rows, timerValues):
-            from spark_jobs.velocity import decode_frame, events_of
-
-            view_name, user = key
-            view = self.views[view_name]
-            batch = pd.concat(list(rows), ignore_index=True)
-            frame = decode_frame(view, batch["message"])
-            windows = self._load(view)
-            watermark_us = max(timerValues.getCurrentWatermarkInMs(), 0) * 1000
-            events = [e for e in events_of(view, frame) if e.ts >= windows.finalized_us]
-            emitted = windows.advance(events, watermark_us)
-            self._save(windows)
-            broker_ms = [int(t.value // 1_000_000) for t in pd.to_datetime(batch["broker_ts"])]
-            yield self._emit(view, int(user), emitted, broker_ms, len(events))
+            yield from self._step(key, rows, timerValues, fired=False)
 
         def handleExpiredTimer(self, key, timerValues, expiredTimerInfo):
-            view_name, user = key
-            view = self.views[view_name]
-            windows = self._load(view)
-            watermark_us = max(timerValues.getCurrentWatermarkInMs(), 0) * 1000
-            emitted = windows.advance([], watermark_us)
-            self._save(windows, fired=True)  # Spark removed the timer that fired
-            yield self._emit(view, int(user), emitted, [], 0)
+            yield from self._step(key, [], timerValues, fired=True)  # Spark removed that timer
 
         def close(self) -> None:
             pass
@@ -177,27 +200,12 @@ def read_streams(spark, broker: str, streams: list[str], args) -> Any:
 
 
 def velocity_frame(source, views: list, watermark_seconds: int):
-    """Events keyed by (view, key) with their event time, watermarked, through the processor."""
-    from pyspark.sql import functions as F
-
-    by_stream: dict[str, list[str]] = {}
-    for view in views:
-        by_stream.setdefault(view.kind.stream, []).append(view.name)
-    view_names = F.lit(None).cast("array<string>")
-    for stream, names in by_stream.items():
-        view_names = F.when(
-            F.col("stream") == stream, F.array(*[F.lit(n) for n in names])
-        ).otherwise(view_names)
-    keyed = (
-        source.withColumn("view", F.explode(view_names))
-        .withColumn("key", F.get_json_object("message", "$.user_id").cast("long"))
-        .withColumn("event_ts", F.to_timestamp(F.get_json_object("message", "$.event_ts")))
-        .where(F.col("key").isNotNull() & F.col("event_ts").isNotNull())
-    )
+    """Events keyed by (view, key), watermarked on event time, through the window engine."""
+    prepared = source.mapInPandas(prepare(views), PREPARED_SCHEMA)
     return (
-        keyed.withWatermark("event_ts", f"{int(watermark_seconds)} seconds")
+        prepared.withWatermark("event_ts", f"{int(watermark_seconds)} seconds")
         .groupBy("view", "key")
-        .transformWithStateInPandas(
+        .transformWithState(
             _processor_class()({v.name: v for v in views}),
             OUTPUT_SCHEMA,
             outputMode="Update",
@@ -228,6 +236,27 @@ class Sinks:
         }
         self._late_seen: set[tuple[str, int]] = set()
 
+    def record_progress(self, query) -> None:
+        """The velocity query's watermark into Redis (providers.feast_redis.progress_key): every
+        key's values are complete up to it. Best effort: a failed write is retried next time."""
+        from providers import feast_redis
+
+        progress = query.lastProgress or {}
+        watermark = (progress.get("eventTime") or {}).get("watermark")
+        if not watermark or watermark == getattr(self, "_progress", None):
+            return
+        micros = int(pd.Timestamp(watermark).value // 1000)
+        if micros <= 0:
+            return
+        try:
+            self.redis().hset(
+                feast_redis.progress_key(self.store.config.project),
+                mapping={name: str(micros) for name in self.views},
+            )
+            self._progress = watermark
+        except Exception as exc:  # Redis down: the micro-batches fail and retry too
+            log.warning("could not record the stream's progress: %s", exc)
+
     def count_late(self, query) -> None:
         """Events the watermark dropped before the state (Spark's per-batch count): they are not
         in any stream value, and they are in the raw tables for the backfill."""
@@ -236,6 +265,12 @@ class Sinks:
             if batch in self._late_seen:
                 continue
             self._late_seen.add(batch)
+            log.debug(
+                "velocity batch %s: %s rows in, %s",
+                batch[1],
+                progress.get("numInputRows"),
+                {k: v for k, v in (progress.get("durationMs") or {}).items() if v},
+            )
             for operator in progress.get("stateOperators", []):
                 dropped = int(operator.get("numRowsDroppedByWatermark", 0))
                 if dropped:
@@ -255,14 +290,16 @@ class Sinks:
         from providers.tidb import connection
         from spark_jobs.velocity_sink import write_commit, write_online
 
+        t0 = time.perf_counter()
         out = frame.toPandas()
+        t1 = time.perf_counter()
         rows_by_view: dict[Any, list[dict]] = {}
         broker_ms: list[int] = []
         consumed = 0
         for record in out.itertuples(index=False):
             view = self.views[record.view]
             values = json.loads(record.values)
-            row = {view.join_key: int(record.key), "event_ts": _naive(record.event_ts)}
+            row = {view.join_key: int(record.key), "event_ts": _from_us(int(record.event_us))}
             row.update(zip(view.features, values, strict=True))
             rows_by_view.setdefault(view, []).append(row)
             if isinstance(record.broker_ms, str):
@@ -272,8 +309,16 @@ class Sinks:
             fresh, _ = write_commit(
                 conn, self.run_id, batch_id, rows_by_view, self.db.write_batch_rows
             )
+        t2 = time.perf_counter()
         write_online(self.redis(), self.store.config, self.sfvs, rows_by_view)
         online_at = time.time() * 1000
+        log.debug(
+            "velocity sink %d: compute+collect %.0f ms, TiDB %.0f ms, Redis %.0f ms",
+            batch_id,
+            (t1 - t0) * 1000,
+            (t2 - t1) * 1000,
+            (time.perf_counter() - t2) * 1000,
+        )
         rows = sum(len(r) for r in rows_by_view.values())
         self.totals["rows"] += rows
         self.totals["events"] += consumed
@@ -312,11 +357,10 @@ class Sinks:
             )
 
 
-def _naive(value) -> Any:
-    stamp = pd.Timestamp(value)
-    if stamp.tzinfo is not None:
-        stamp = stamp.tz_convert("UTC").tz_localize(None)
-    return stamp.to_pydatetime()
+def _from_us(micros: int) -> Any:
+    import datetime as dt
+
+    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)  # naive UTC
 
 
 # --- the job --------------------------------------------------------------------------------------
@@ -336,6 +380,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--watermark-seconds", type=int, default=10)
     parser.add_argument("--trigger-seconds", type=float, default=1.0)
     parser.add_argument("--max-events-per-batch", type=int, default=20000)
+    parser.add_argument(
+        "--landing-trigger-seconds",
+        type=float,
+        default=5.0,
+        help="Micro-batch interval of the raw-event landing (default 5).",
+    )
     parser.add_argument("--starting-offsets", choices=["earliest", "latest"], default="earliest")
     parser.add_argument(
         "--stop-when-idle",
@@ -425,6 +475,9 @@ def run(args: argparse.Namespace) -> int:
             "spark.sql.streaming.stateStore.providerClass": (
                 "org.apache.spark.sql.execution.streaming.state.RocksDBStateStoreProvider"
             ),
+            # Each micro-batch writes a changelog of the keys it touched, not a snapshot of
+            # the whole store (Spark's recommended setting for RocksDB state).
+            "spark.sql.streaming.stateStore.rocksdb.changelogCheckpointing.enabled": "true",
             "spark.sql.shuffle.partitions": "2",
             **args.conf,
         },
@@ -446,12 +499,15 @@ def run(args: argparse.Namespace) -> int:
             .trigger(**trigger)
             .start()
         )
+        # Landing feeds the backfill, not serving: larger, less frequent batches leave the
+        # cores to the velocity query.
+        landing_every = max(args.trigger_seconds, args.landing_trigger_seconds)
         landing = (
             read_streams(spark, args.broker, streams, args)
             .writeStream.queryName("landing")
             .foreachBatch(sinks.landing)
             .option("checkpointLocation", str(Path(args.checkpoint) / "landing"))
-            .trigger(**trigger)
+            .trigger(processingTime=f"{landing_every} seconds")
             .start()
         )
         return [velocity, landing]
@@ -465,6 +521,7 @@ def run(args: argparse.Namespace) -> int:
                     if q.exception() is not None or not q.isActive:
                         raise RuntimeError(f"query {q.name} stopped: {q.exception()}")
                 sinks.count_late(queries[0])
+                sinks.record_progress(queries[0])
                 if args.stop_when_idle is not None and args.broker.startswith("redis"):
                     tips = _tips(args.broker, streams)
                     if all(_caught_up(q, tips) for q in queries):
@@ -498,7 +555,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    level = os.environ.get("STREAM_LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per callback otherwise
     args = parse_args(argv)
     try:

@@ -246,23 +246,43 @@ def backfill_key(
     return list(typed_rows(view, key, rows))
 
 
-def decode_frame(view: VelocityView, messages: Iterable[str | None]) -> pd.DataFrame:
+def decode_frame(view: VelocityView, messages: pd.Series, keep_index: bool = False) -> pd.DataFrame:
     """Broker messages of the view's event kind as a frame of event fields (the backfill builds
     the same frame from the raw table). Messages that are not valid events are skipped here; the
-    landing query records them in `dead_letter_events`."""
+    landing query records them in `dead_letter_events`. `keep_index`: rows keep the index of
+    their message."""
     from pydantic import ValidationError
 
     from providers.events import decode
 
-    records = []
-    for message in messages:
+    records, index = [], []
+    for position, message in messages.items():
         if message is None:
             continue
         try:
             records.append(decode(view.kind, message).model_dump())
         except ValidationError:
             continue
-    return pd.DataFrame(records, columns=list(view.kind.model.model_fields))
+        index.append(position)
+    frame = pd.DataFrame(records, columns=list(view.kind.model.model_fields))
+    if keep_index:
+        frame.index = pd.Index(index)
+    return frame
+
+
+def aggregation_values(view: VelocityView, frame: pd.DataFrame) -> list[str]:
+    """Per event, the JSON of the columns its aggregations read (the view's udf applied)."""
+    if view.udf is not None:
+        frame = view.udf(frame)
+    columns = sorted({a.column for a in view.aggs})
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise WindowSpecError(
+            f"stream feature view {view.name!r} aggregates {missing}, which neither the "
+            f"{view.kind.name} event nor the view's udf provides"
+        )
+    values = {c: [_scalar(v) for v in frame[c].tolist()] for c in columns}
+    return [json.dumps({c: values[c][i] for c in columns}) for i in range(len(frame))]
 
 
 def raw_frame(view: VelocityView, frame: pd.DataFrame) -> pd.DataFrame:

@@ -100,6 +100,7 @@ def test_events_to_served_predictions_to_skew_report(env, server, db, tmp_path):
     run(env, "spark_jobs.backfill", "--start", "2026-02-10", "--end", "2026-02-28", "--no-progress")
     # 2. Definitions into the registry, features into Redis.
     feast(env, "apply")
+    run(env, "spark_jobs.velocity_backfill", "--start", "2026-02-10", "--end", "2026-02-28")
     feast(env, "materialize-incremental", "2026-03-02T00:00:00")
     # 3. Both models trained on point-in-time features, artefacts where serving reads them.
     window = ["--since", "2026-02-11T00:00:00Z", "--until", "2026-03-01T00:00:00Z"]

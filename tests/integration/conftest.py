@@ -16,7 +16,7 @@ def stack(mariadb, tmp_path_factory):
     """A database with events, backfilled features, the repo applied and both models trained,
     with its own Redis and broker (tests stop and restart them). Shared by the serving modules."""
     from pipelines.train import train
-    from spark_jobs import backfill, generate
+    from spark_jobs import backfill, generate, velocity_backfill
 
     redis = Redis(tmp_path_factory.mktemp("serving-redis")).start()  # ours: this module stops it
     broker = Redis(tmp_path_factory.mktemp("serving-broker"), durable=True).start()
@@ -31,6 +31,7 @@ def stack(mariadb, tmp_path_factory):
                 == 0
             )
             feast(env, "apply")
+            assert velocity_backfill.main(["--start", "2026-02-10", "--end", "2026-02-28"]) == 0
             feast(env, "materialize-incremental", "2026-03-02T00:00:00")
             window = dict(
                 since=dt.datetime(2026, 2, 11, tzinfo=dt.UTC),

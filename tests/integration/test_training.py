@@ -14,12 +14,13 @@ END = dt.date(2026, 3, 1)
 
 @pytest.fixture
 def trained_history(mariadb, database, redis_connection_string, monkeypatch):
-    from spark_jobs import backfill, generate
+    from spark_jobs import backfill, generate, velocity_backfill
 
     env = jobs_environment(mariadb, database, redis_connection_string, monkeypatch)
     assert generate.main(["--users", "1500", "--days", "40", "--end", END.isoformat()]) == 0
     assert backfill.main(["--start", "2026-02-10", "--end", "2026-02-27", "--no-progress"]) == 0
     feast(env, "apply")
+    assert velocity_backfill.main(["--start", "2026-02-10", "--end", "2026-02-27"]) == 0
     return env
 
 
