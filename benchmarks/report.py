@@ -12,7 +12,7 @@ from pathlib import Path
 
 from benchmarks.common import RESULTS
 
-ORDER = ["online", "materialize", "historical", "reader", "spark_backfill"]
+ORDER = ["online", "materialize", "historical", "reader", "spark_backfill", "stream"]
 # The metric columns worth a table, per measure, in order; anything else stays in the JSON.
 COLUMNS = {
     "online": ["concurrency", "requests", "rps", "p50_ms", "p95_ms", "p99_ms"],
@@ -20,6 +20,7 @@ COLUMNS = {
     "historical": ["entity_rows", "feature_rows", "wall_s", "peak_rss_mib"],
     "reader": ["read_s", "rows_per_s", "wall_s", "peak_rss_mib"],
     "spark_backfill": ["master", "events", "feature_rows", "wall_s", "events_per_s"],
+    "stream": ["rate", "offered_per_s", "consumed_events", "kept_up", "p50_ms", "p99_ms", "max_ms"],
 }
 
 
@@ -89,6 +90,7 @@ def chart(measures: list[dict], path: Path) -> None:
         "historical": ("wall_s", "wall time (s)"),
         "reader": ("read_s", "read time (s)"),
         "spark_backfill": ("events_per_s", "events/s"),
+        "stream": ("p99_ms", "event-to-online p99 (ms)"),
     }
     shown = [m for m in measures if m["measure"] in main]
     if not shown:

@@ -15,13 +15,14 @@ import time
 
 from benchmarks.common import ROOT, machine
 
-MEASURES = ["online", "materialize", "historical", "reader", "spark_backfill"]
+MEASURES = ["online", "materialize", "historical", "reader", "spark_backfill", "stream"]
 QUICK = {
     "online": ["--users", "1000", "--requests", "2000", "--concurrency", "1", "8"],
     "materialize": ["--rows", "40000"],
     "historical": ["--entity-rows", "5000", "--rows-per-view", "50000", "--users", "5000"],
     "reader": ["--rows", "20000", "--repeat", "1"],
     "spark_backfill": ["--days", "30", "--users", "300"],
+    "stream": ["--rates", "200", "--seconds", "10"],
 }
 
 

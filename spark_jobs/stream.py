@@ -484,6 +484,12 @@ def run(args: argparse.Namespace) -> int:
         jdbc_jar=None,
     )
     spark.sparkContext.setLogLevel("WARN")
+    # It warns on every read of a key that has no state yet: a new user, every few events.
+    jvm = spark.sparkContext._jvm
+    jvm.org.apache.logging.log4j.core.config.Configurator.setLevel(
+        "org.apache.spark.sql.execution.python.streaming.TransformWithStateInPySparkStateServer",
+        jvm.org.apache.logging.log4j.Level.ERROR,
+    )
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     signal.signal(signal.SIGINT, lambda *_: stopping.set())

@@ -148,6 +148,36 @@ class SparkFeatureJobOperator(_PlatformOperator):
         self.hook.module("spark_jobs.backfill", *args, capture=False)  # hours of logs
 
 
+class VelocityBackfillOperator(_PlatformOperator):
+    """`python -m spark_jobs.velocity_backfill`: the stream feature views' windows over days
+    start..end from the raw events (cold start, training history), the stream job's engine."""
+
+    template_fields: Sequence[str] = ("start", "end")
+
+    def __init__(
+        self,
+        *,
+        start: str = "{{ data_interval_start | ds }}",
+        end: str = "{{ data_interval_start | ds }}",
+        views: Sequence[str] | None = None,
+        master: str | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.start, self.end = start, end
+        self.views = _names(views, "views")
+        self.master = master
+
+    def execute(self, context: Any) -> None:
+        args = ["--start", self.start, "--end", self.end, "--feature-repo", self.hook.feature_repo]
+        if self.views:
+            args += ["--views", *self.views]
+        if self.master:
+            args += ["--master", self.master]
+        args.append("--take-over")  # a retry after a killed attempt resumes its run
+        self.hook.module("spark_jobs.velocity_backfill", *args, capture=False)
+
+
 class TrainModelOperator(_PlatformOperator):
     """`python -m pipelines.train <model>`: point-in-time training set `as_of`, model artefact."""
 

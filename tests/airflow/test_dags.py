@@ -67,6 +67,8 @@ def test_backfill_dag_takes_params_and_is_never_scheduled(dagbag):
     assert type(dag.timetable).__name__ == "NullTimetable"
     assert {"start", "end", "chunk_days", "train"} <= set(dag.params)
     assert dag.get_task("feast_apply").downstream_task_ids == {"backfill"}
+    assert dag.get_task("backfill").downstream_task_ids == {"velocity_backfill"}
+    assert dag.get_task("velocity_backfill").downstream_task_ids == {"train_requested"}
     assert dag.get_task("train_requested").downstream_task_ids == {
         "train_account_takeover",
         "train_withdrawal_fraud",

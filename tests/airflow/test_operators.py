@@ -95,6 +95,29 @@ def test_spark_job_defaults_to_the_intervals_day(calls):
     ]
 
 
+def test_velocity_backfill_runs_the_same_days_and_resumes(calls):
+    with DAG("d", schedule=None, render_template_as_native_obj=True):
+        op = operators.VelocityBackfillOperator(
+            task_id="t",
+            start="{{ params.start }}",
+            end="{{ params.end }}",
+            views=["user_login_velocity"],
+            master="local[2]",
+        )
+    render(op).execute({})
+    ((_, argv, _),) = calls
+    assert argv == (
+        "spark_jobs.velocity_backfill",
+        "--start", "2026-01-01", "--end", "2026-01-31",
+        "--feature-repo", "/repo/feature_repo",
+        "--views", "user_login_velocity",
+        "--master", "local[2]",
+        "--take-over",
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="list of names"):
+        operators.VelocityBackfillOperator(task_id="t", views="user_login_velocity")
+
+
 def test_spark_job_with_every_option(calls):
     with DAG("d", schedule=None, render_template_as_native_obj=True):  # as the backfill DAG
         op = operators.SparkFeatureJobOperator(

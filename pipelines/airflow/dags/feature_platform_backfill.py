@@ -1,5 +1,6 @@
 """Backfill (cold start or a recompute): feast apply -> Spark backfill of as-of days start..end
-(resumable, versioned) with materialize -> optionally retrain both models. Triggered by hand with
+(resumable, versioned) with materialize -> the velocity features' backfill over the same days ->
+optionally retrain both models (they read the velocity features too). Triggered by hand with
 params; never scheduled.
 """
 
@@ -14,6 +15,7 @@ from pipelines.airflow.operators import (
     FeastApplyOperator,
     SparkFeatureJobOperator,
     TrainModelOperator,
+    VelocityBackfillOperator,
 )
 
 with DAG(
@@ -45,7 +47,13 @@ with DAG(
         task_id="train_requested",
         python_callable=lambda params, **_: bool(params["train"]),  # params from the context
     )
-    apply >> backfill >> wants_training
+    velocity = VelocityBackfillOperator(
+        task_id="velocity_backfill",
+        start="{{ params.start }}",
+        end="{{ params.end }}",
+        execution_timeout=dt.timedelta(hours=12),
+    )
+    apply >> backfill >> velocity >> wants_training
     for model in ("account_takeover", "withdrawal_fraud"):
         train = TrainModelOperator(
             task_id=f"train_{model}",
