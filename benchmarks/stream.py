@@ -156,6 +156,7 @@ def platform_phases(env, args, workdir: Path) -> list[dict]:
             producer.run(20, 1.0)
             if job.poll() is not None:
                 raise RuntimeError(f"the stream job exited; see {workdir / 'stream.log'}")
+        time.sleep(15)  # let it work off the warm-up's first (slow) batches before measuring
         return _phases(args, producer, lambda since, until: _job_lags(metrics, since, until))
     finally:
         job.terminate()
@@ -248,6 +249,7 @@ def feast_push_phases(env, args) -> list[dict]:
 
     thread = threading.Thread(target=consume, daemon=True)
     thread.start()
+    time.sleep(2)  # the consumer's first XREAD has set its offsets
     producer = Producer(env["BROKER_URL"], args.users, args.seed + 1)
     try:
 

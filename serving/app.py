@@ -48,7 +48,7 @@ from pydantic import (
 from serving.feature_log import ServedFeatureLogger, served_records
 from serving.features import FeatureClient, OnlineReader
 from serving.ingest import Broker, IngestMetrics, KnownUsers
-from serving.ingest import router as ingest_router
+from serving.ingest import register as register_ingest
 from serving.model import LinearModel
 from serving.settings import Settings
 
@@ -220,7 +220,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     metrics = Metrics()
     app.state.metrics = metrics
     app.state.ingest_metrics = IngestMetrics(metrics.registry)
-    app.include_router(ingest_router(_validation_error))
+    register_ingest(app, _validation_error)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

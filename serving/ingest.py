@@ -17,7 +17,7 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Request
 from prometheus_client import CollectorRegistry, Counter
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -92,11 +92,10 @@ class Broker:
             self._client = None
 
 
-def router(validation_error) -> APIRouter:
-    """The ingest route; `validation_error(exc, prefix)` builds the app's 422 (same shape)."""
-    routes = APIRouter()
+def register(app: FastAPI, validation_error) -> None:
+    """Add the ingest route to `app`; `validation_error(exc, prefix)` builds the app's 422."""
 
-    @routes.post("/v1/events/{kind}")
+    @app.post("/v1/events/{kind}")
     async def ingest(kind: str, body: EventBatch, request: Request):
         import redis
 
@@ -134,8 +133,6 @@ def router(validation_error) -> APIRouter:
             "ids": ids,
             "broker_ms": round((time.perf_counter() - started) * 1000, 3),
         }
-
-    return routes
 
 
 class KnownUsers:

@@ -97,3 +97,19 @@ def test_init_creates_the_schema_then_applies(compose):
     command = " ".join(compose["services"]["init"]["command"])
     assert "python -m spark_jobs.schema --create-database" in command
     assert command.index("spark_jobs.schema") < command.index("feast -c /app/feature_repo apply")
+
+
+def test_the_stream_job_reads_the_durable_broker_and_keeps_its_checkpoint(compose, monkeypatch):
+    from spark_jobs.stream import parse_args
+
+    stream = compose["services"]["stream"]
+    for key, value in stream["environment"].items():
+        monkeypatch.setenv(key, value)
+    command = stream["command"]
+    assert command[:3] == ["python", "-m", "spark_jobs.stream"]
+    args = parse_args(command[3:])
+    assert args.broker == "redis://broker:6379/0"
+    assert any(args.checkpoint.startswith(v.split(":")[1]) for v in stream["volumes"])
+    broker = compose["services"]["broker"]["command"]
+    assert broker[broker.index("--appendfsync") + 1] == "always"
+    assert compose["services"]["serving"]["environment"]["BROKER_URL"] == args.broker

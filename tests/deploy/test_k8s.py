@@ -129,20 +129,26 @@ def test_prod_reaches_tidb_through_the_operators_service(rendered):
     assert config_map(local, "platform-env")["TIDB_HOST"] in services
 
 
-def test_spark_applications_run_the_backfill_with_arguments_it_accepts(overlay):
+def test_spark_applications_run_the_backfill_with_arguments_it_accepts(overlay, monkeypatch):
     """No published schema for the Spark Operator's CRDs is available offline: check the fields the
-    v1beta2 CRD requires, and parse the arguments with the job's own parser."""
-    from spark_jobs.backfill import parse_args
+    v1beta2 CRD requires, and parse the arguments with the job's own parser (in the environment
+    the pods get from platform-env)."""
+    import importlib
 
     name, docs = overlay
+    for key, value in config_map(docs, "platform-env").items():
+        monkeypatch.setenv(key, value)
     apps = dict(spark_apps(docs))
     assert "batch-features" in apps and (name != "prod-backfill" or "backfill" in apps)
+    assert "velocity-stream" in apps
     for app, spec in apps.items():
         assert spec["type"] == "Python" and spec["mode"] == "cluster" and spec["sparkVersion"]
         main = spec["mainApplicationFile"]
         assert main.startswith("local:///opt/platform/lib/python3.11/site-packages/")
-        assert (ROOT / main.split("site-packages/", 1)[1]).is_file(), main
-        args = parse_args(spec["arguments"])
+        source = main.split("site-packages/", 1)[1]
+        assert (ROOT / source).is_file(), main
+        job = importlib.import_module(source.removesuffix(".py").replace("/", "."))
+        args = job.parse_args(spec["arguments"])
         assert args.master == "submit", f"{app}: the operator's master must be kept"
         assert spec["driver"]["serviceAccount"] == "spark"
         for role in ("driver", "executor"):
@@ -403,6 +409,40 @@ def allowed(docs, labels: dict, direction: str, port: int, peer: dict | None = N
                     if selector.get("matchLabels", {}).items() <= peer.items():
                         return True
     return False
+
+
+def test_the_stream_job_and_serving_reach_the_broker_and_keep_their_checkpoints(overlay):
+    name, docs = overlay
+    broker_pod = {"app.kubernetes.io/name": "broker"}
+    (stream,) = [spec for app, spec in spark_apps(docs) if app == "velocity-stream"]
+    assert stream["restartPolicy"]["type"] == "Always"  # a stream job runs until stopped
+    checkpoint = stream["arguments"][stream["arguments"].index("--checkpoint") + 1]
+    claims = {v["name"]: v for v in stream["volumes"]}
+    for role in ("driver", "executor"):  # both write state: the same shared volume
+        mounts = {m["mountPath"]: m["name"] for m in stream[role]["volumeMounts"]}
+        (mount,) = [path for path in mounts if checkpoint.startswith(path + "/")]
+        assert "persistentVolumeClaim" in claims[mounts[mount]], role
+        labels = stream[role]["labels"]
+        assert allowed(docs, labels, "Egress", 6379, broker_pod), role
+        assert allowed(docs, broker_pod, "Ingress", 6379, labels), role
+    (pvc,) = [
+        d
+        for d in docs
+        if d["kind"] == "PersistentVolumeClaim"
+        and d["metadata"]["name"] == claims["checkpoints"]["persistentVolumeClaim"]["claimName"]
+    ]
+    assert pvc["spec"]["accessModes"] == ["ReadWriteMany"]
+    (serving,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "serving"
+    ]
+    labels = serving["spec"]["template"]["metadata"]["labels"]
+    assert allowed(docs, labels, "Egress", 6379, broker_pod)
+    assert config_map(docs, "platform-env")["BROKER_URL"] == "redis://broker:6379/0"
+    (broker,) = [
+        d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "broker"
+    ]
+    args = broker["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert args[args.index("--appendfsync") + 1] == "always"  # acknowledged means on disk
 
 
 def test_network_policies_let_the_platform_reach_tidb_and_redis(overlay):
