@@ -135,7 +135,7 @@ def recall_at_fpr(scores: np.ndarray, y: np.ndarray, fpr: float = 0.01) -> float
 
     if len(set(y.tolist())) < 2:
         return None
-    false_positive, true_positive, _ = roc_curve(y, scores)
+    false_positive, true_positive, _ = roc_curve(y, scores, drop_intermediate=False)
     return float(true_positive[false_positive <= fpr].max())
 
 

@@ -38,6 +38,86 @@ def feast_bin() -> str:
     return str(Path(sys.executable).parent / "feast")
 
 
+def start_stream_job() -> subprocess.Popen:
+    """The velocity stream job in the background, from now on (a fresh checkpoint per demo run)."""
+    checkpoint = ROOT / ".stack" / "checkpoints" / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+    print(f"\n== Stream job: python -m spark_jobs.stream (checkpoint {checkpoint})", flush=True)
+    log = (ROOT / ".stack" / "stream.log").open("w")
+    job = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "spark_jobs.stream",
+            "--checkpoint",
+            str(checkpoint),
+            "--starting-offsets",
+            "latest",
+            "--trigger-seconds",
+            "0.5",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    for _ in range(240):  # bounded: the run id appears once its queries have started
+        if (checkpoint / "run_id").exists() or job.poll() is not None:
+            break
+        time.sleep(0.5)
+    if job.poll() is not None:
+        raise SystemExit(f"the stream job exited; see {ROOT / '.stack' / 'stream.log'}")
+    return job
+
+
+def credential_stuffing_burst(call) -> None:
+    """Failed logins for one account from 20 IPs within 40 s, through POST /v1/events, then the
+    account_takeover score and its velocity features until the stream has counted them."""
+    import random
+
+    user = 7
+    now = dt.datetime.now(dt.UTC)
+    base = int(now.timestamp() * 1000) * 1000  # event ids unique per demo run
+    events = [
+        {
+            "event_id": base + i,
+            "user_id": user,
+            "event_ts": (now - dt.timedelta(seconds=40 - 2 * i)).isoformat(),
+            "ip": f"185.{random.randint(1, 250)}.{random.randint(1, 250)}.{i + 1}",
+            "device_id": f"bot-{i % 3}",
+            "country": "RU",
+            "success": False,
+        }
+        for i in range(20)
+    ]
+    before = call("/v1/models/account_takeover/predict", {"entities": [_login(user)]})
+    sent = time.monotonic()
+    print(
+        f"POST /v1/events/login: 20 failed logins for user {user} from 20 IPs ->",
+        {k: v for k, v in call("/v1/events/login", {"events": events}).items() if k != "ids"},
+    )
+    seen = None
+    for _ in range(120):  # up to a minute
+        seen = call("/v1/models/account_takeover/predict", {"entities": [_login(user)]})
+        failed = seen["predictions"][0]["features"]["failed_logins_10m"]["value"]
+        if failed is not None and failed >= 20:
+            break
+        time.sleep(0.5)
+    f = seen["predictions"][0]["features"]
+    print(
+        f"  counted by the stream {time.monotonic() - sent:.1f} s after ingest: "
+        f"failed_logins_10m={f['failed_logins_10m']['value']} "
+        f"distinct_ips_1h={f['distinct_ips_1h']['value']} "
+        f"(age {f['failed_logins_10m']['age_seconds']:.1f} s, stale={f['failed_logins_10m']['stale']})"
+    )
+    print(
+        f"  account_takeover score for user {user}: {before['predictions'][0]['score']:.3f} before, "
+        f"{seen['predictions'][0]['score']:.3f} after (decision {seen['predictions'][0]['decision']})"
+    )
+
+
+def _login(user: int) -> dict:
+    return {"user_id": user, "login_ip": "185.1.1.1", "login_device": "bot-0"}
+
+
 def serve_and_predict(history_start: dt.date) -> None:
     """Train both models, start the server, predict, push, predict again, stop, report skew."""
     import json
@@ -58,6 +138,7 @@ def serve_and_predict(history_start: dt.date) -> None:
             "--max-negatives",
             "5000",
         )
+    stream = start_stream_job()
     port = free_port()
     env = {**os.environ, "SERVING_PORT": str(port)}
     print(f"\n== Serve: python -m serving (127.0.0.1:{port})", flush=True)
@@ -118,6 +199,7 @@ def serve_and_predict(history_start: dt.date) -> None:
             f"  user 3 after the push: score {again['score']:.3f}  ip_seen_recently="
             f"{again['features']['ip_seen_recently']['value']}  device_is_new={again['features']['device_is_new']['value']}"
         )
+        credential_stuffing_burst(call)
         wd = call(
             "/v1/models/withdrawal_fraud/predict", {"entities": [{"user_id": 2, "amount": 2500.0}]}
         )
@@ -129,6 +211,8 @@ def serve_and_predict(history_start: dt.date) -> None:
     finally:
         server.terminate()  # graceful: the served-feature log is flushed on shutdown
         server.wait(timeout=60)
+        stream.terminate()  # SIGTERM: the stream job stops its queries cleanly
+        stream.wait(timeout=120)
     step(
         "Skew report of what was served",
         "python",

@@ -274,7 +274,8 @@ class OnlineReader:
                         proto.ParseFromString(blob)
                         present = proto.WhichOneof("val") is not None
                         value = feast_value_type_to_python_type(proto)
-                    age = (now - vouched) if (present and ts > 0) else None
+                    # never negative: a producer's clock may run up to 5 minutes ahead
+                    age = max(0.0, now - vouched) if (present and ts > 0) else None
                     rows[i][name] = ServedFeature(
                         value=value,
                         status="PRESENT" if present else "NOT_FOUND",

@@ -1,11 +1,13 @@
 """`POST /v1/events/{kind}`: business events to the broker, acknowledged once the broker holds them.
 
 A batch is validated whole first (a malformed event is a 422 naming it, and nothing of the batch
-reaches the broker), then appended in one MULTI/EXEC transaction, so the broker holds all of it
-or none. The local broker (devstack) fsyncs each write before answering (`appendfsync always`),
-so a 200 means the events are on the broker's disk. A broker that does not answer within
-`SERVING_BROKER_TIMEOUT_SECONDS` is a 503: the producer retries with the same `event_id`s, and
-the raw tables' primary key makes a retried event land once.
+reaches the broker), then appended by one script that Redis runs atomically, so the broker holds
+all of it or none. The script appends an event only if its (kind, event_id) was not appended in
+the last `DEDUP_SECONDS`: a producer that retries after a 503 whose batch did reach the broker
+(the answer was lost) does not put its events on the stream twice. The local broker (devstack)
+fsyncs each write before answering (`appendfsync always`), so a 200 means the events are on the
+broker's disk. A broker that does not answer within `SERVING_BROKER_TIMEOUT_SECONDS`, or refuses
+the write (out of memory under `noeviction`, a failed disk), is a 503.
 
 Events for users the online store does not know are accepted and counted
 (`serving_ingest_unknown_user_events_total`): a new account's first login is such an event.
@@ -25,6 +27,21 @@ from providers.events import KINDS, MESSAGE_FIELD, encode
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 1000
+DEDUP_SECONDS = 86_400  # how long an appended event id is remembered against retries
+# KEYS[1]: the stream. ARGV: the dedup TTL, then (event id, message) pairs. Returns per event the
+# entry id, or "" for an event id appended before.
+APPEND_ONCE = """
+local seen_prefix = 'events:seen:' .. KEYS[1] .. ':'
+local out = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('SET', seen_prefix .. ARGV[i], '1', 'NX', 'EX', tonumber(ARGV[1])) then
+    out[#out + 1] = redis.call('XADD', KEYS[1], '*', 'e', ARGV[i + 1])
+  else
+    out[#out + 1] = ''
+  end
+end
+return out
+"""
 
 
 class EventBatch(BaseModel):
@@ -79,11 +96,13 @@ class Broker:
             )
         return self._client
 
-    async def append(self, stream: str, messages: list[bytes]) -> list[str]:
-        async with self.client().pipeline(transaction=True) as pipe:
-            for message in messages:
-                pipe.xadd(stream, {MESSAGE_FIELD: message})
-            ids = await pipe.execute()
+    async def append(self, stream: str, events: list[tuple[int, bytes]]) -> list[str]:
+        """Append (event id, message) pairs atomically, each id once; entry ids ("" for repeats)."""
+        assert MESSAGE_FIELD == b"e"  # the field APPEND_ONCE writes
+        args: list = [DEDUP_SECONDS]
+        for event_id, message in events:
+            args += [event_id, message]
+        ids = await self.client().eval(APPEND_ONCE, 1, stream, *args)
         return [i.decode() if isinstance(i, bytes) else str(i) for i in ids]
 
     async def close(self) -> None:
@@ -116,19 +135,21 @@ def register(app: FastAPI, validation_error) -> None:
                 raise validation_error(exc, ("body", "events", index)) from exc
         started = time.perf_counter()
         try:
-            ids = await broker.append(event_kind.stream, [encode(e) for e in events])
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError) as exc:
+            ids = await broker.append(event_kind.stream, [(e.event_id, encode(e)) for e in events])
+        except (redis.exceptions.RedisError, OSError) as exc:
             metrics.refused.labels(kind, "broker_unavailable").inc(len(events))
             log.warning("broker unavailable: %s", exc)
             raise HTTPException(
                 503, "The event broker is unavailable; retry with the same event ids."
             ) from exc
-        metrics.accepted.labels(kind).inc(len(events))
+        repeated = sum(1 for i in ids if not i)
+        metrics.accepted.labels(kind).inc(len(events) - repeated)
         unknown = await state.known_users.count_unknown([e.user_id for e in events])
         if unknown:
             metrics.unknown_users.labels(kind).inc(unknown)
         return {
-            "accepted": len(events),
+            "accepted": len(events) - repeated,
+            "repeated": repeated,  # appended before (a retry): not appended again
             "stream": event_kind.stream,
             "ids": ids,
             "broker_ms": round((time.perf_counter() - started) * 1000, 3),

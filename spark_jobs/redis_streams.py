@@ -28,6 +28,8 @@ from typing import Any
 from pyspark.sql.datasource import DataSource, SimpleDataSourceStreamReader
 from pyspark.sql.types import StringType, StructField, StructType, TimestampType
 
+from providers.events import MESSAGE_FIELD
+
 SCHEMA = StructType(
     [
         StructField("stream", StringType(), False),
@@ -37,6 +39,10 @@ SCHEMA = StructType(
     ]
 )
 PAGE = 5000  # entries per XRANGE call
+
+
+def _millis(entry_id: str) -> int:
+    return int(entry_id.split("-", 1)[0])
 
 
 def _next_id(entry_id: str) -> str:
@@ -100,17 +106,30 @@ class RedisStreamsReader(SimpleDataSourceStreamReader):
     def _row(stream: str, entry_id: str, fields: dict) -> tuple:
         import datetime as dt
 
-        raw = fields.get(b"e")
+        raw = fields.get(MESSAGE_FIELD)
         message = raw.decode("utf-8", errors="replace") if raw is not None else None
         millis = int(entry_id.split("-", 1)[0])
         epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
         return (stream, entry_id, message, epoch + dt.timedelta(milliseconds=millis))
 
     def read(self, start: dict) -> tuple[Iterator[tuple], dict]:
-        rows, end = [], dict(start)
+        """Up to `maxEventsPerBatch` entries per stream, cut at one broker time for all streams:
+        when a stream hits the cap, the others stop at the same millisecond. The watermark is
+        shared by the streams, so reading an hour of one stream with a minute of another would
+        make the rest of that other stream late."""
+        read: dict[str, list[tuple[str, dict]]] = {}
+        capped_at: list[int] = []
         for stream in self.streams:
             after = start.get(stream, "0-0")
-            for entry_id, fields in self._entries(stream, after, None, self.max_per_batch):
+            read[stream] = list(self._entries(stream, after, None, self.max_per_batch))
+            if len(read[stream]) >= self.max_per_batch:
+                capped_at.append(_millis(read[stream][-1][0]))
+        bound = min(capped_at) if capped_at else None
+        rows, end = [], dict(start)
+        for stream, entries in read.items():
+            for entry_id, fields in entries:
+                if bound is not None and _millis(entry_id) > bound:
+                    break
                 rows.append(self._row(stream, entry_id, fields))
                 end[stream] = entry_id
         return iter(rows), end

@@ -31,22 +31,23 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from spark_jobs.settings import Database, SettingsError, finish_args, job_parser, spark_session
 
 log = logging.getLogger("spark_jobs.stream")
 RUN_FILE = "run_id"
+DEFINITIONS_FILE = "definitions.json"
 
 
 # --- the stateful step (runs in Spark's Python workers) --------------------------------------------
 
 PREPARED_SCHEMA = (
-    "view string, key long, event_ts timestamp, event_us long, event_id long, values string, "
+    "view string, key long, watermark_ts timestamp, event_us long, event_id long, values string, "
     "broker_ms long"
 )
 OUTPUT_SCHEMA = (
@@ -60,7 +61,7 @@ def prepare(views: list):
     not valid events are dropped here; the landing query records them as dead letters."""
 
     def run(frames):
-        from spark_jobs.velocity import aggregation_values, decode_frame
+        from spark_jobs.velocity import decode_frame, prepared
 
         columns = [c.split()[0] for c in PREPARED_SCHEMA.split(", ")]
         for frame in frames:
@@ -72,21 +73,22 @@ def prepare(views: list):
                 events = decode_frame(view, mine["message"], keep_index=True)
                 if events.empty:
                     continue
-                stamps = pd.to_datetime(events["event_ts"], utc=True).dt.tz_convert(None)
                 broker = pd.to_datetime(mine.loc[events.index, "broker_ts"])
-                out.append(
-                    pd.DataFrame(
-                        {
-                            "view": view.name,
-                            "key": events[view.join_key].astype("int64").to_numpy(),
-                            "event_ts": stamps.to_numpy(),
-                            "event_us": (stamps.astype("int64") // 1000).to_numpy(),
-                            "event_id": events["event_id"].astype("int64").to_numpy(),
-                            "values": aggregation_values(view, events),
-                            "broker_ms": (broker.astype("int64") // 1_000_000).to_numpy(),
-                        }
-                    )
+                broker = broker.dt.tz_convert(None) if broker.dt.tz is not None else broker
+                events["broker_ms"] = (broker.astype("int64") // 1_000_000).to_numpy()
+                ready = prepared(view, events, carry=["broker_ms"])
+                if ready.empty:
+                    continue
+                # The watermark follows event time, but never past the broker's own clock: an
+                # event stamped in the future by a fast producer clock does not make everyone
+                # else's events late (nor the served progress run ahead of now).
+                broker_ns = ready["broker_ms"].to_numpy().astype("int64") * 1_000_000
+                ready["watermark_ts"] = np.minimum(
+                    ready["event_ts"].to_numpy(dtype="datetime64[ns]"),
+                    broker_ns.astype("datetime64[ns]"),
                 )
+                ready["view"] = view.name
+                out.append(ready)
             if out:
                 yield pd.concat(out, ignore_index=True)[columns]
 
@@ -203,7 +205,7 @@ def velocity_frame(source, views: list, watermark_seconds: int):
     """Events keyed by (view, key), watermarked on event time, through the window engine."""
     prepared = source.mapInPandas(prepare(views), PREPARED_SCHEMA)
     return (
-        prepared.withWatermark("event_ts", f"{int(watermark_seconds)} seconds")
+        prepared.withWatermark("watermark_ts", f"{int(watermark_seconds)} seconds")
         .groupBy("view", "key")
         .transformWithState(
             _processor_class()({v.name: v for v in views}),
@@ -212,155 +214,6 @@ def velocity_frame(source, views: list, watermark_seconds: int):
             timeMode="EventTime",
         )
     )
-
-
-# --- sinks (run in the driver, once per micro-batch) -----------------------------------------------
-
-
-class Sinks:
-    def __init__(self, db: Database, store, views: list, run_id: str, metrics_file: Path | None):
-        self.db = db
-        self.store = store
-        self.views = {v.name: v for v in views}
-        self.sfvs = {v.name: store.get_stream_feature_view(v.name) for v in views}
-        self.run_id = run_id
-        self.metrics_file = metrics_file
-        self._redis: Any = None
-        self.totals = {
-            "rows": 0,
-            "events": 0,
-            "batches": 0,
-            "landed": 0,
-            "dead_letters": 0,
-            "late_events": 0,
-        }
-        self._late_seen: set[tuple[str, int]] = set()
-
-    def record_progress(self, query) -> None:
-        """The velocity query's watermark into Redis (providers.feast_redis.progress_key): every
-        key's values are complete up to it. Best effort: a failed write is retried next time."""
-        from providers import feast_redis
-
-        progress = query.lastProgress or {}
-        watermark = (progress.get("eventTime") or {}).get("watermark")
-        if not watermark or watermark == getattr(self, "_progress", None):
-            return
-        micros = int(pd.Timestamp(watermark).value // 1000)
-        if micros <= 0:
-            return
-        try:
-            self.redis().hset(
-                feast_redis.progress_key(self.store.config.project),
-                mapping={name: str(micros) for name in self.views},
-            )
-            self._progress = watermark
-        except Exception as exc:  # Redis down: the micro-batches fail and retry too
-            log.warning("could not record the stream's progress: %s", exc)
-
-    def count_late(self, query) -> None:
-        """Events the watermark dropped before the state (Spark's per-batch count): they are not
-        in any stream value, and they are in the raw tables for the backfill."""
-        for progress in query.recentProgress:
-            batch = (str(progress.get("runId")), int(progress.get("batchId", -1)))
-            if batch in self._late_seen:
-                continue
-            self._late_seen.add(batch)
-            log.debug(
-                "velocity batch %s: %s rows in, %s",
-                batch[1],
-                progress.get("numInputRows"),
-                {k: v for k, v in (progress.get("durationMs") or {}).items() if v},
-            )
-            for operator in progress.get("stateOperators", []):
-                dropped = int(operator.get("numRowsDroppedByWatermark", 0))
-                if dropped:
-                    self.totals["late_events"] += dropped
-                    log.warning(
-                        "batch %d: %d late events (behind the watermark)", batch[1], dropped
-                    )
-
-    def redis(self):
-        if self._redis is None:
-            from feast.infra.online_stores.redis import RedisOnlineStore
-
-            self._redis = RedisOnlineStore()._get_client(self.store.config.online_store)
-        return self._redis
-
-    def velocity(self, frame, batch_id: int) -> None:
-        from providers.tidb import connection
-        from spark_jobs.velocity_sink import write_commit, write_online
-
-        t0 = time.perf_counter()
-        out = frame.toPandas()
-        t1 = time.perf_counter()
-        rows_by_view: dict[Any, list[dict]] = {}
-        broker_ms: list[int] = []
-        consumed = 0
-        for record in out.itertuples(index=False):
-            view = self.views[record.view]
-            values = json.loads(record.values)
-            row = {view.join_key: int(record.key), "event_ts": _from_us(int(record.event_us))}
-            row.update(zip(view.features, values, strict=True))
-            rows_by_view.setdefault(view, []).append(row)
-            if isinstance(record.broker_ms, str):
-                broker_ms.extend(json.loads(record.broker_ms))
-            consumed += int(record.consumed)
-        with connection.connect(self.db.offline_store_config()) as conn:
-            fresh, _ = write_commit(
-                conn, self.run_id, batch_id, rows_by_view, self.db.write_batch_rows
-            )
-        t2 = time.perf_counter()
-        write_online(self.redis(), self.store.config, self.sfvs, rows_by_view)
-        online_at = time.time() * 1000
-        log.debug(
-            "velocity sink %d: compute+collect %.0f ms, TiDB %.0f ms, Redis %.0f ms",
-            batch_id,
-            (t1 - t0) * 1000,
-            (t2 - t1) * 1000,
-            (time.perf_counter() - t2) * 1000,
-        )
-        rows = sum(len(r) for r in rows_by_view.values())
-        self.totals["rows"] += rows
-        self.totals["events"] += consumed
-        self.totals["batches"] += 1
-        if self.metrics_file is not None and (rows or consumed):
-            lags = [online_at - ms for ms in broker_ms]
-            with self.metrics_file.open("a") as fh:
-                fh.write(
-                    json.dumps(
-                        {
-                            "batch": batch_id,
-                            "rows": rows,
-                            "events": consumed,
-                            "written_to_tidb": fresh,
-                            "online_at_ms": online_at,
-                            "lags_ms": lags,
-                        }
-                    )
-                    + "\n"
-                )
-
-    def landing(self, frame, batch_id: int) -> None:
-        from providers.tidb import connection
-        from spark_jobs.velocity_sink import land_raw
-
-        messages = [(r.stream, r.id, r.message) for r in frame.toPandas().itertuples(index=False)]
-        if not messages:
-            return
-        with connection.connect(self.db.offline_store_config()) as conn:
-            landed, dead = land_raw(conn, messages, self.db.write_batch_rows)
-        self.totals["landed"] += landed
-        self.totals["dead_letters"] += dead
-        if dead:
-            log.warning(
-                "batch %d: %d messages were not valid events (dead_letter_events)", batch_id, dead
-            )
-
-
-def _from_us(micros: int) -> Any:
-    import datetime as dt
-
-    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)  # naive UTC
 
 
 # --- the job --------------------------------------------------------------------------------------
@@ -407,14 +260,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _run_id(checkpoint: str) -> str:
-    """One run per checkpoint: a restart continues it, so replayed batches are recognised."""
-    path = Path(checkpoint) / RUN_FILE
+def _check_definitions(checkpoint: str, views: list) -> None:
+    """Refuse a checkpoint whose state was built for other definitions: its tiles are read back
+    by position, so an added, removed or changed aggregation would read another's partials."""
+    path = Path(checkpoint) / DEFINITIONS_FILE
+    current = {v.name: v.definition_hash for v in views}
     if path.exists():
-        return path.read_text().strip()
+        recorded = json.loads(path.read_text())
+        if recorded != current:
+            changed = sorted(
+                n for n in set(recorded) | set(current) if recorded.get(n) != current.get(n)
+            )
+            raise SettingsError(
+                f"the stream feature views {changed} changed since checkpoint {checkpoint} was "
+                "started (its window state holds the old aggregations). Start from a new "
+                "--checkpoint, and run spark_jobs.velocity_backfill for the history."
+            )
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
-    run_id = str(uuid.uuid4())
-    path.write_text(run_id)
+    path.write_text(json.dumps(current, sort_keys=True))
+
+
+def _query_run_id(checkpoint: str) -> str:
+    """The velocity query's id from Spark's checkpoint metadata: the same across restarts from
+    that checkpoint (so a replayed micro-batch finds its commit), a new one if it was deleted."""
+    metadata = Path(checkpoint) / "velocity" / "metadata"
+    run_id = json.loads(metadata.read_text().splitlines()[0])["id"]
+    (Path(checkpoint) / RUN_FILE).write_text(run_id)  # for people and tests
     return run_id
 
 
@@ -456,6 +328,7 @@ def run(args: argparse.Namespace) -> int:
     from spark_jobs.schema import ensure_schema
     from spark_jobs.settings import default_feature_repo
     from spark_jobs.velocity import ensure_table, load_views
+    from spark_jobs.velocity_sink import Sinks
 
     db = Database.from_env(jdbc_jar=args.jdbc_jar, jdbc_driver=args.jdbc_driver)
     store = FeatureStore(repo_path=args.feature_repo or default_feature_repo())
@@ -465,8 +338,8 @@ def run(args: argparse.Namespace) -> int:
         for view in views:
             ensure_table(conn, view)
     streams = sorted({v.kind.stream for v in views})
-    run_id = _run_id(args.checkpoint)
-    sinks = Sinks(db, store, views, run_id, Path(args.metrics_file) if args.metrics_file else None)
+    _check_definitions(args.checkpoint, views)
+    sinks = Sinks(db, store, views, Path(args.metrics_file) if args.metrics_file else None)
     spark = spark_session(
         "velocity-stream",
         args.master,
@@ -516,6 +389,7 @@ def run(args: argparse.Namespace) -> int:
             .trigger(processingTime=f"{landing_every} seconds")
             .start()
         )
+        sinks.run_id = _query_run_id(args.checkpoint)
         return [velocity, landing]
 
     def supervise() -> None:
@@ -542,7 +416,7 @@ def run(args: argparse.Namespace) -> int:
             for q in queries:
                 q.stop()
 
-    log.info("stream run %s: views %s from %s", run_id, [v.name for v in views], streams)
+    log.info("stream: views %s from %s", [v.name for v in views], streams)
     try:
         for attempt in Retrying(
             retry=retry_if_exception_type(RuntimeError),
@@ -556,7 +430,7 @@ def run(args: argparse.Namespace) -> int:
                     supervise()
     finally:
         spark.stop()
-    print(json.dumps({"run_id": run_id, **sinks.totals}), flush=True)
+    print(json.dumps({"run_id": sinks.run_id, **sinks.totals}), flush=True)
     return 0
 
 

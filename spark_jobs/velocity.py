@@ -22,7 +22,7 @@ import pandas as pd
 
 from providers.events import EventKind, kind_of_stream
 from providers.tidb import sql
-from spark_jobs.windows import Event, KeyWindows, WindowAgg, WindowSpecError, micros
+from spark_jobs.windows import Event, KeyWindows, WindowAgg, WindowSpecError
 
 # Feast type name -> (SQL column type, Python conversion of an engine value)
 _TYPES: dict[str, tuple[str, Callable[[Any], Any]]] = {
@@ -203,23 +203,48 @@ def _scalar(value: Any) -> Any:
     return value
 
 
-def events_of(view: VelocityView, frame: pd.DataFrame) -> list[Event]:
-    """The events of one key: the view's udf applied, then the columns its aggregations read."""
+def prepared(view: VelocityView, frame: pd.DataFrame, carry: list[str] = ()) -> pd.DataFrame:
+    """Events as both engines aggregate them: the view's udf applied (it may add columns and drop
+    rows), then per event its key, instant (`event_us`), id and the JSON of the columns its
+    aggregations read. `carry`: columns passed through the udf untouched (the stream's broker
+    time). One function for the stream and the backfill, so they cannot prepare events apart."""
     if view.udf is not None:
         frame = view.udf(frame)
     columns = sorted({a.column for a in view.aggs})
-    missing = [c for c in columns if c not in frame.columns]
+    missing = [c for c in [*columns, *carry] if c not in frame.columns]
     if missing:
         raise WindowSpecError(
-            f"stream feature view {view.name!r} aggregates {missing}, which neither the "
-            f"{view.kind.name} event nor the view's udf provides"
+            f"stream feature view {view.name!r} needs columns {missing}, which neither the "
+            f"{view.kind.name} event nor the view's udf provides (a udf must keep the columns "
+            "it is given)"
         )
-    stamps = [micros(t) for t in pd.to_datetime(frame["event_ts"], utc=True)]
-    ids = [int(i) for i in frame["event_id"]]
+    stamps = pd.to_datetime(frame["event_ts"], utc=True).dt.tz_convert(None)
     values = {c: [_scalar(v) for v in frame[c].tolist()] for c in columns}
+    out = pd.DataFrame(
+        {
+            "key": frame[view.join_key].astype("int64").to_numpy(),
+            "event_ts": stamps.to_numpy(dtype="datetime64[ns]"),
+            "event_us": (stamps.astype("int64") // 1000).to_numpy(),
+            "event_id": frame["event_id"].astype("int64").to_numpy(),
+            "values": [json.dumps({c: values[c][i] for c in columns}) for i in range(len(frame))],
+        }
+    )
+    for column in carry:
+        out[column] = frame[column].to_numpy()
+    return out
+
+
+def events_of(view: VelocityView, frame: pd.DataFrame) -> list[Event]:
+    """The window engine's events from a frame of event fields (through `prepared`)."""
+    ready = prepared(view, frame)
     return [
-        Event(ts, event_id, {c: values[c][i] for c in columns})
-        for i, (ts, event_id) in enumerate(zip(stamps, ids, strict=True))
+        Event(int(ts), int(event_id), json.loads(values))
+        for ts, event_id, values in zip(
+            ready["event_us"].tolist(),
+            ready["event_id"].tolist(),
+            ready["values"].tolist(),
+            strict=True,
+        )
     ]
 
 
@@ -237,13 +262,23 @@ def typed_rows(
         yield row
 
 
+BACKFILL_SLICE = 256  # events per step: the engine's pending events stay few
+
+
 def backfill_key(
     view: VelocityView, key: int, frame: pd.DataFrame, until_us: int
 ) -> list[dict[str, Any]]:
-    """Every change point of one key up to `until_us`, from its whole history."""
+    """Every change point of one key up to `until_us`, from its whole history, fed to the engine
+    in time order a slice at a time with the watermark at each slice's start (as the stream would
+    see it; all at once would keep every event pending and cost quadratic time)."""
     state = KeyWindows(view.aggs)
-    rows = state.advance(events_of(view, frame), watermark_us=until_us, until_us=until_us)
-    return list(typed_rows(view, key, rows))
+    events = sorted(events_of(view, frame), key=lambda e: (e.ts, e.event_id))
+    rows: dict[int, list[Any]] = {}
+    for start in range(0, len(events), BACKFILL_SLICE):
+        part = events[start : start + BACKFILL_SLICE]
+        rows.update(state.advance(part, watermark_us=part[0].ts, until_us=until_us))
+    rows.update(state.advance([], watermark_us=until_us, until_us=until_us))
+    return list(typed_rows(view, key, sorted(rows.items())))
 
 
 def decode_frame(view: VelocityView, messages: pd.Series, keep_index: bool = False) -> pd.DataFrame:
@@ -268,21 +303,6 @@ def decode_frame(view: VelocityView, messages: pd.Series, keep_index: bool = Fal
     if keep_index:
         frame.index = pd.Index(index)
     return frame
-
-
-def aggregation_values(view: VelocityView, frame: pd.DataFrame) -> list[str]:
-    """Per event, the JSON of the columns its aggregations read (the view's udf applied)."""
-    if view.udf is not None:
-        frame = view.udf(frame)
-    columns = sorted({a.column for a in view.aggs})
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise WindowSpecError(
-            f"stream feature view {view.name!r} aggregates {missing}, which neither the "
-            f"{view.kind.name} event nor the view's udf provides"
-        )
-    values = {c: [_scalar(v) for v in frame[c].tolist()] for c in columns}
-    return [json.dumps({c: values[c][i] for c in columns}) for i in range(len(frame))]
 
 
 def raw_frame(view: VelocityView, frame: pd.DataFrame) -> pd.DataFrame:

@@ -35,7 +35,9 @@ from spark_jobs.settings import (
 )
 
 JOB = "velocity_backfill"
-CHUNK_KEYS = 2000  # keys per transaction (a few tens of thousands of rows)
+CHUNK_KEYS = (
+    2000  # a range of user ids per transaction (dense ids: a few tens of thousands of rows)
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,40 +92,43 @@ def compute(spark, db: Database, view, start: dt.datetime, end: dt.datetime):
     return raw.groupBy(view.join_key).applyInPandas(rows, schema)
 
 
-def write(frame, db: Database, view, run_id: str, done: set[int]) -> dict[str, int]:
-    """Stream the rows to the driver in key order and write them CHUNK_KEYS keys per transaction,
-    each recorded in velocity_commits. Chunk numbers follow key order, so a resumed run over the
-    same events finds the same chunks and skips those already written."""
-    view_base = (int(view.definition_hash[:8], 16) % 1000) * 10_000_000
+VIEW_SPAN = 2**58  # commit ids: view index * VIEW_SPAN + key // CHUNK_KEYS (fits a BIGINT)
+MAX_VIEWS = 31
+
+
+def write(frame, db: Database, view, view_index: int, run_id: str, done: set[int]) -> dict:
+    """Stream the rows to the driver in key order and write each range of CHUNK_KEYS keys
+    (user_id // CHUNK_KEYS) in one transaction recorded in velocity_commits: all the rows of a
+    key together, and a resumed run finds the same ranges whatever keys were added since."""
     totals = {"rows": 0, "commits": 0, "skipped": 0}
     chunk: list[dict] = []
-    keys_in_chunk, chunk_no, last_key = 0, 0, None
+    current: int | None = None
 
     def flush() -> None:
-        nonlocal chunk, keys_in_chunk, chunk_no
-        if chunk:
-            commit_id = view_base + chunk_no
-            if commit_id in done:
-                totals["skipped"] += 1
-            else:
-                _commit(db, view, run_id, commit_id, chunk)
-                totals["rows"] += len(chunk)
-                totals["commits"] += 1
-        chunk, keys_in_chunk, chunk_no = [], 0, chunk_no + 1
+        if not chunk or current is None:
+            return
+        commit_id = view_index * VIEW_SPAN + current
+        if commit_id in done:
+            totals["skipped"] += 1
+            return
+        if not _commit(db, view, run_id, commit_id, chunk):
+            raise RuntimeError(
+                f"commit {commit_id} of run {run_id} was recorded by another process meanwhile"
+            )
+        totals["rows"] += len(chunk)
+        totals["commits"] += 1
 
     for record in frame.orderBy("key", "event_ts").toLocalIterator(prefetchPartitions=True):
-        key = record["key"]
-        if key != last_key:
-            if keys_in_chunk == CHUNK_KEYS:
-                flush()
-            keys_in_chunk += 1
-            last_key = key
+        key_range = int(record["key"]) // CHUNK_KEYS
+        if key_range != current:
+            flush()
+            chunk, current = [], key_range
         chunk.append(record.asDict())
     flush()
     return totals
 
 
-def _commit(db: Database, view, run_id: str, commit_id: int, records: list[dict]) -> None:
+def _commit(db: Database, view, run_id: str, commit_id: int, records: list[dict]) -> bool:
     from providers.tidb import connection
     from spark_jobs.velocity_sink import write_commit
 
@@ -133,7 +138,8 @@ def _commit(db: Database, view, run_id: str, commit_id: int, records: list[dict]
         row.update((f, record[f]) for f in view.features)
         rows.append(row)
     with connection.connect(db.offline_store_config()) as conn:
-        write_commit(conn, run_id, commit_id, {view: rows}, db.write_batch_rows)
+        written, _ = write_commit(conn, run_id, commit_id, {view: rows}, db.write_batch_rows)
+    return written
 
 
 def _naive(value: dt.datetime) -> dt.datetime:
@@ -154,6 +160,8 @@ def run(args: argparse.Namespace) -> int:
     ensure_schema(db)
     store = FeatureStore(repo_path=args.feature_repo or default_feature_repo())
     views = load_views(store, args.views)
+    if len(views) > MAX_VIEWS:
+        raise SettingsError(f"at most {MAX_VIEWS} views per run; pass --views in groups")
     with connection.connect(db.offline_store_config()) as conn:
         for view in views:
             ensure_table(conn, view)
@@ -179,10 +187,9 @@ def run(args: argparse.Namespace) -> int:
     spark = job_session("velocity-backfill", args, db)
     summary: dict[str, dict[str, int]] = {}
     try:
-        for view in views:
-            summary[view.name] = write(
-                compute(spark, db, view, start, end), db, view, run_.run_id, done
-            )
+        for index, view in enumerate(sorted(views, key=lambda v: v.name)):
+            frame = compute(spark, db, view, start, end)
+            summary[view.name] = write(frame, db, view, index, run_.run_id, done)
     except BaseException as exc:
         spark.stop()
         runs.finish(db, run_.run_id, "failed", f"{type(exc).__name__}: {exc}")

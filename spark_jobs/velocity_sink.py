@@ -18,9 +18,14 @@ with the reason, never silently away.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from providers.events import BY_STREAM, KINDS, decode, to_row
 from providers.tidb import sql
@@ -166,3 +171,150 @@ def land_raw(conn, messages: Iterable[tuple[str, str, str | None]], batch_rows: 
             conn.rollback()
             raise
     return sum(len(r) for r in by_kind.values()), len(dead)
+
+
+class Sinks:
+    """The stream job's foreachBatch sinks (run in the driver, once per micro-batch)."""
+
+    def __init__(self, db, store, views: list, metrics_file: Path | None):
+        self.db = db
+        self.store = store
+        self.views = {v.name: v for v in views}
+        self.sfvs = {v.name: store.get_stream_feature_view(v.name) for v in views}
+        self.run_id: str | None = None  # the velocity query's id, set once it has started
+        self.metrics_file = metrics_file
+        self._redis: Any = None
+        self.totals = {
+            "rows": 0,
+            "events": 0,
+            "batches": 0,
+            "landed": 0,
+            "dead_letters": 0,
+            "late_events": 0,
+        }
+        self._late_seen: dict[str, int] = {}  # Spark run id -> last batch counted
+
+    def record_progress(self, query) -> None:
+        """The velocity query's watermark into Redis (providers.feast_redis.progress_key): every
+        key's values are complete up to it. Best effort: a failed write is retried next time."""
+        from providers import feast_redis
+
+        progress = query.lastProgress or {}
+        watermark = (progress.get("eventTime") or {}).get("watermark")
+        if not watermark or watermark == getattr(self, "_progress", None):
+            return
+        micros = int(pd.Timestamp(watermark).value // 1000)
+        if micros <= 0:
+            return
+        try:
+            self.redis().hset(
+                feast_redis.progress_key(self.store.config.project),
+                mapping={name: str(micros) for name in self.views},
+            )
+            self._progress = watermark
+        except Exception as exc:  # Redis down: the micro-batches fail and retry too
+            log.warning("could not record the stream's progress: %s", exc)
+
+    def count_late(self, query) -> None:
+        """Events the watermark dropped before the state (Spark's per-batch count): they are not
+        in any stream value, and they are in the raw tables for the backfill."""
+        for progress in query.recentProgress:
+            batch = (str(progress.get("runId")), int(progress.get("batchId", -1)))
+            if batch[1] <= self._late_seen.get(batch[0], -1):
+                continue
+            self._late_seen[batch[0]] = batch[1]
+            log.debug(
+                "velocity batch %s: %s rows in, %s",
+                batch[1],
+                progress.get("numInputRows"),
+                {k: v for k, v in (progress.get("durationMs") or {}).items() if v},
+            )
+            for operator in progress.get("stateOperators", []):
+                dropped = int(operator.get("numRowsDroppedByWatermark", 0))
+                if dropped:
+                    self.totals["late_events"] += dropped
+                    log.warning(
+                        "batch %d: %d late events (behind the watermark)", batch[1], dropped
+                    )
+
+    def redis(self):
+        if self._redis is None:
+            from feast.infra.online_stores.redis import RedisOnlineStore
+
+            self._redis = RedisOnlineStore()._get_client(self.store.config.online_store)
+        return self._redis
+
+    def velocity(self, frame, batch_id: int) -> None:
+        from providers.tidb import connection
+
+        t0 = time.perf_counter()
+        out = frame.toPandas()
+        t1 = time.perf_counter()
+        rows_by_view: dict[Any, list[dict]] = {}
+        broker_ms: list[int] = []
+        consumed = 0
+        for record in out.itertuples(index=False):
+            view = self.views[record.view]
+            values = json.loads(record.values)
+            row = {view.join_key: int(record.key), "event_ts": _from_us(int(record.event_us))}
+            row.update(zip(view.features, values, strict=True))
+            rows_by_view.setdefault(view, []).append(row)
+            if isinstance(record.broker_ms, str):
+                broker_ms.extend(json.loads(record.broker_ms))
+            consumed += int(record.consumed)
+        with connection.connect(self.db.offline_store_config()) as conn:
+            assert self.run_id is not None
+            fresh, _ = write_commit(
+                conn, self.run_id, batch_id, rows_by_view, self.db.write_batch_rows
+            )
+        t2 = time.perf_counter()
+        write_online(self.redis(), self.store.config, self.sfvs, rows_by_view)
+        online_at = time.time() * 1000
+        log.debug(
+            "velocity sink %d: compute+collect %.0f ms, TiDB %.0f ms, Redis %.0f ms",
+            batch_id,
+            (t1 - t0) * 1000,
+            (t2 - t1) * 1000,
+            (time.perf_counter() - t2) * 1000,
+        )
+        rows = sum(len(r) for r in rows_by_view.values())
+        self.totals["rows"] += rows
+        self.totals["events"] += consumed
+        self.totals["batches"] += 1
+        if self.metrics_file is not None and (rows or consumed):
+            lags = [online_at - ms for ms in broker_ms]
+            with self.metrics_file.open("a") as fh:
+                fh.write(
+                    json.dumps(
+                        {
+                            "batch": batch_id,
+                            "rows": rows,
+                            "events": consumed,
+                            "written_to_tidb": fresh,
+                            "online_at_ms": online_at,
+                            "lags_ms": lags,
+                        }
+                    )
+                    + "\n"
+                )
+
+    def landing(self, frame, batch_id: int) -> None:
+        from providers.tidb import connection
+
+        messages = [(r.stream, r.id, r.message) for r in frame.toPandas().itertuples(index=False)]
+        if not messages:
+            return
+        with connection.connect(self.db.offline_store_config()) as conn:
+            landed, dead = land_raw(conn, messages, self.db.write_batch_rows)
+        self.totals["landed"] += landed
+        self.totals["dead_letters"] += dead
+        if dead:
+            log.warning(
+                "batch %d: %d messages were not valid events (dead_letter_events)", batch_id, dead
+            )
+
+
+def _from_us(micros: int) -> Any:
+    import datetime as dt
+
+    return dt.datetime(1970, 1, 1) + dt.timedelta(microseconds=micros)  # naive UTC

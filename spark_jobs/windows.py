@@ -200,7 +200,14 @@ class KeyWindows:
         backfill's end). Events before `finalized_us` cannot be placed exactly: the caller drops
         them first (Spark does, below its watermark) and this refuses them.
         """
-        new = sorted(events, key=lambda e: (e.ts, e.event_id))
+        # An event id seen again while its event is still pending (a producer's retry) counts
+        # once; raw tables keep one copy too (their primary key).
+        seen = {e.event_id for e in self.pending}
+        new = []
+        for event in sorted(events, key=lambda e: (e.ts, e.event_id)):
+            if event.event_id not in seen:
+                seen.add(event.event_id)
+                new.append(event)
         if new and new[0].ts < self.finalized_us:
             raise ValueError(
                 f"event at {new[0].ts} us is older than the finalized state ({self.finalized_us})"
@@ -281,10 +288,12 @@ class KeyWindows:
         self.finalized_us = before_us
         # Every later change point is at or after `finalized_us` (later events are not older),
         # and a tile counts only before its expiry: a tile that expired by then is never read.
+        # Its expiry is a change point already emitted: `finalized_us` is at most `emitted_us`,
+        # except past the backfill's end (`until_us`), where nothing more is emitted.
         for slide, indexes in self._by_slide.items():
             span = max(self.aggs[i].tiles for i in indexes)
             tiles = self.tiles.get(slide, {})
-            for tile in [t for t in tiles if (t + span) * slide < self.finalized_us]:
+            for tile in [t for t in tiles if (t + span) * slide <= self.finalized_us]:
                 del tiles[tile]
 
 

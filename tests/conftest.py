@@ -46,14 +46,6 @@ def redis_server(tmp_path_factory) -> Redis:
     server.stop()
 
 
-@pytest.fixture(scope="session")
-def broker(tmp_path_factory) -> Redis:
-    """The event broker: Redis Streams in its own durable redis-server (as `make up` runs it)."""
-    server = Redis(tmp_path_factory.mktemp("broker"), durable=True).start()
-    yield server
-    server.stop()
-
-
 # Collations users run: exact answers must not depend on them (keys are compared on their bytes).
 # A module runs its tests under each by overriding `database_charset` with `params=COLLATIONS`.
 COLLATIONS = {

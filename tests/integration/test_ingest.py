@@ -132,3 +132,13 @@ def test_broker_down_is_a_quick_503_and_what_it_acknowledged_survives(client, st
     assert [e.event_id for e in held(broker, "events.login")] == [1, 2]
     assert client.post("/v1/events/login", json={"events": [login(3)]}).status_code == 200
     assert [e.event_id for e in held(broker, "events.login")] == [1, 2, 3]
+
+
+def test_a_retried_batch_is_appended_once(client, stack):
+    """A producer that lost the answer retries the same events: the stream holds them once."""
+    body = {"events": [login(21), login(22)]}
+    first = client.post("/v1/events/login", json=body).json()
+    again = client.post("/v1/events/login", json={"events": [login(22), login(23)]}).json()
+    assert (first["accepted"], first["repeated"]) == (2, 0)
+    assert (again["accepted"], again["repeated"]) == (1, 1) and again["ids"][0] == ""
+    assert [e.event_id for e in held(stack["broker"], "events.login")] == [21, 22, 23]

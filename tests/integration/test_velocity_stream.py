@@ -427,8 +427,8 @@ def test_killed_mid_stream_it_resumes_from_its_checkpoint_without_loss_or_double
             process.wait(timeout=30)
         before = _commits(stack, run_id)
         assert process.returncode == -signal.SIGKILL
+        producer.join(timeout=120)  # the rest of the day is on the broker before the restart
         totals = run_stream(live_stack, checkpoint)
-        producer.join(timeout=120)
         assert stream_run_id(checkpoint) == run_id  # the same run continues
         assert _commits(stack, run_id) > before and 0 < totals["events"] < stack["sent"]
         assert_run_equals_backfill(stack, run_id, backfill_run)

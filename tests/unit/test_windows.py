@@ -175,3 +175,35 @@ def test_definitions_that_cannot_be_computed_are_refused(window, slide, message)
         WindowAgg("f", "c", "count", window, slide)
     with pytest.raises(WindowSpecError, match="not one of"):
         WindowAgg("f", "c", "median", 600 * S, 60 * S)
+
+
+@settings(max_examples=100, deadline=None)
+@given(raw_events, st.integers(1, 60))
+def test_a_key_woken_only_by_its_timer_emits_every_expiry_and_then_empties(raw, delay_s):
+    """As the stream runs it: data once, then calls only when the watermark passes the timer
+    (`next_expiry`); every change point comes out, and the state ends empty with no timer."""
+    events = make_events(raw)
+    state = KeyWindows(AGGS)
+    served = dict(state.advance(events, watermark_us=0))
+    watermark = max(e.ts for e in events) - delay_s * S
+    horizon = watermark + 3 * 3600 * S
+    while True:
+        timer = state.next_expiry()
+        if timer is None:
+            break
+        assert timer > state.emitted_us
+        watermark = max(watermark, timer)  # Spark fires once the watermark reaches the timer
+        assert watermark <= horizon, "the timer never lets the state empty"
+        served.update(state.advance([], watermark))
+    assert state.is_empty()
+    expected = dict(rows_for_key(AGGS, events, watermark))
+    assert served == expected
+
+
+def test_a_retried_event_inside_the_watermark_counts_once():
+    agg = WindowAgg("n", "ip", "count", 600 * S, 60 * S)
+    state = KeyWindows([agg])
+    first = state.advance([Event(100 * S, 7, {"ip": "a"})], watermark_us=0)
+    again = state.advance([Event(100 * S, 7, {"ip": "a"}), Event(101 * S, 8, {"ip": "b"})], 0)
+    assert first == [(100 * S, [1])]
+    assert again == [(101 * S, [2])]  # the retry changed nothing at 100 s
