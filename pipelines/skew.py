@@ -11,7 +11,11 @@ and the age of the served values (p50, p95, max). Batch features match after a m
 pushed features show their lag.
 
 Each feature is tagged with its kind: `batch` (a view over a batch source, materialized),
-`push` (a view fed by a push source) or `on_demand`. `--max-batch-mismatch-rate R` exits 3 when
+`push` (a view fed by a push source), `stream` (a velocity view: windowed aggregations written by
+the stream job) or `on_demand`. For stream features the report adds the stream's lag at serving
+time (p50, p95, max): 0 when serving had the latest change point at or before the request in the
+view's table, else the time from that change point to the request (the stream had not applied
+it yet). A mismatch with lag is the stream not having caught up; a mismatch without lag is skew. `--max-batch-mismatch-rate R` exits 3 when
 any batch feature mismatches in more than R of its rows, so an orchestrator can gate on it; push
 features are not gated, their lag is expected and reported.
 """
@@ -46,6 +50,13 @@ def _view_kinds(store, service) -> dict[str, str]:
 
     kinds = {}
     for projection in service.feature_view_projections:
+        try:
+            stream = store.get_stream_feature_view(projection.name)
+        except Exception:  # not a stream view
+            stream = None
+        if stream is not None and stream.aggregations:
+            kinds[projection.name_to_use()] = "stream"
+            continue
         try:
             view = store.get_feature_view(projection.name)
         except Exception:  # not a plain feature view: on-demand
@@ -105,6 +116,9 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
                 "age_p50_s",
                 "age_p95_s",
                 "age_max_s",
+                "lag_p50_s",
+                "lag_p95_s",
+                "lag_max_s",
             ]
         )
     entity_df = logged[key_columns].copy()
@@ -118,6 +132,11 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
     ).to_df()
     offline = offline.sort_values("__row").reset_index(drop=True)
     kinds = _view_kinds(store, service)
+    lags = {
+        name: _stream_lag(store, name, logged, key_columns)
+        for name, kind in kinds.items()
+        if kind == "stream"
+    }
     report = []
     for column in feature_columns:
         served, recomputed = logged[column].tolist(), offline[column].tolist()
@@ -145,9 +164,58 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
                 "age_p50_s": float(ages.quantile(0.5)) if len(ages) else None,
                 "age_p95_s": float(ages.quantile(0.95)) if len(ages) else None,
                 "age_max_s": float(ages.max()) if len(ages) else None,
+                **_lag_columns(lags.get(column.split("__", 1)[0])),
             }
         )
     return pd.DataFrame(report)
+
+
+def _lag_columns(lag: pd.Series | None) -> dict[str, float | None]:
+    if lag is None or not len(lag):
+        return {"lag_p50_s": None, "lag_p95_s": None, "lag_max_s": None}
+    return {
+        "lag_p50_s": float(lag.quantile(0.5)),
+        "lag_p95_s": float(lag.quantile(0.95)),
+        "lag_max_s": float(lag.max()),
+    }
+
+
+def _stream_lag(store, view_name: str, logged: pd.DataFrame, key_columns: list[str]) -> pd.Series:
+    """Per logged row: seconds between the served value's change point and the latest change
+    point at or before the request in the view's table (what a complete stream would serve)."""
+    from providers.tidb import connection, sql
+
+    view = store.get_stream_feature_view(view_name)
+    (key,) = [c.name for c in view.entity_columns]
+    served_column = next(
+        c for c in logged.columns if c.startswith(f"{view_name}__") and c.endswith("__timestamp")
+    )
+    users = sorted({int(u) for u in logged[key].dropna()})
+    if not users:
+        return pd.Series(dtype=float)
+    table = view.batch_source.get_table_query_string()
+    statement = (
+        f"SELECT {sql.quote_identifier(key)} AS k, MAX(event_ts) AS ts FROM {table} "  # noqa: S608
+        f"WHERE {sql.quote_identifier(key)} = %s AND event_ts <= %s"
+    )
+    lag = []
+    with connection.connect(store.config.offline_store) as conn, conn.cursor() as cur:
+        for user, at, served in zip(
+            logged[key],
+            pd.to_datetime(logged["__log_timestamp"], utc=True),
+            pd.to_datetime(logged[served_column], utc=True),
+            strict=True,
+        ):
+            cur.execute(statement, (int(user), at.tz_convert(None).to_pydatetime()))
+            row = cur.fetchone()
+            if not row or row[1] is None:
+                continue
+            truth = pd.Timestamp(row[1], tz="UTC")
+            # Served timestamps are logged in whole seconds. Serving missed a change point that
+            # had happened by the request: the stream was at least that long behind.
+            missed = served.floor("s") < truth.floor("s")
+            lag.append(max(0.0, (at - truth).total_seconds()) if missed else 0.0)
+    return pd.Series(lag, dtype=float)
 
 
 def main(argv: list[str] | None = None) -> int:

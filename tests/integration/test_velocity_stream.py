@@ -493,3 +493,30 @@ def test_late_events_are_counted_not_aggregated_and_still_land(stack, main_run):
         (user, main_run["run_id"]),
     )
     assert (int(rows_.login_attempts_1m[0]), float(rows_.failed_logins_10m[0])) == (1, 1.0)
+
+
+def test_skew_report_measures_the_streams_lag_at_serving_time(stack, main_run):
+    """The skew report's lag for stream features: 0 when the served value was the latest change
+    point at the request, else the time since the change point serving had not applied."""
+    from feast import FeatureStore
+
+    from pipelines.skew import _stream_lag
+
+    store = FeatureStore(repo_path=str(ROOT / "feature_repo"))
+    rows_ = latest_versions(
+        query(stack, "SELECT user_id, event_ts, created_ts FROM velocity_login")
+    )
+    user = int(rows_.user_id.value_counts().idxmax())  # a user with several change points
+    points = sorted(rows_[rows_.user_id == user].event_ts)
+    older, newer = pd.Timestamp(points[-2], tz="UTC"), pd.Timestamp(points[-1], tz="UTC")
+    request = newer + pd.Timedelta(seconds=3)
+    logged = pd.DataFrame(
+        {
+            "user_id": [user, user],
+            "__log_timestamp": [request, request],
+            # served: the older change point (the stream was behind), then the latest one
+            "user_login_velocity__failed_logins_10m__timestamp": [older, newer],
+        }
+    )
+    lag = _stream_lag(store, "user_login_velocity", logged, ["user_id"])
+    assert lag.tolist() == [pytest.approx((request - newer).total_seconds()), 0.0]
