@@ -24,10 +24,10 @@ from spark_jobs import runs
 from spark_jobs.features import FEATURE_SETS, FeatureSet, as_of_timestamp, versioned
 from spark_jobs.settings import (
     Database,
-    SettingsError,
     default_feature_repo,
     finish_args,
     iso_date,
+    job_main,
     job_parser,
     job_session,
     positive_int,
@@ -307,12 +307,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return job_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -230,3 +230,13 @@ def spark_session(
         # An existing JVM (spark-submit, a notebook) ignores extraJavaOptions: set it here.
         jvm_tz.setDefault(jvm_tz.getTimeZone("UTC"))
     return spark
+
+
+def job_main(parse_args, run, argv: list[str] | None = None) -> int:
+    """A job's `main`: its flags parsed, then `run(args)`; a settings error is exit code 2."""
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

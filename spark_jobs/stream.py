@@ -37,7 +37,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from spark_jobs.settings import Database, SettingsError, finish_args, job_parser, spark_session
+from spark_jobs.settings import (
+    Database,
+    SettingsError,
+    finish_args,
+    job_main,
+    job_parser,
+    spark_session,
+)
 
 log = logging.getLogger("spark_jobs.stream")
 RUN_FILE = "run_id"
@@ -438,12 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     level = os.environ.get("STREAM_LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)  # one INFO line per callback otherwise
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return job_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from spark_jobs.settings import (
     default_feature_repo,
     finish_args,
     iso_date,
+    job_main,
     job_parser,
     job_session,
 )
@@ -213,12 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        return run(args)
-    except SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return job_main(parse_args, run, argv)
 
 
 if __name__ == "__main__":

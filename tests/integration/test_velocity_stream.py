@@ -109,24 +109,26 @@ def query(stack, sql: str, params=None) -> pd.DataFrame:
         conn.close()
 
 
+def stream_command(checkpoint: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "spark_jobs.stream",
+        "--checkpoint",
+        str(checkpoint),
+        "--master",
+        "local[2]",
+        "--watermark-seconds",
+        str(WATERMARK_S),
+        "--stop-when-idle",
+        "2",
+        *extra,
+    ]
+
+
 def run_stream(stack, checkpoint: Path, *extra: str, timeout: float = 300) -> dict:
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "spark_jobs.stream",
-            "--checkpoint",
-            str(checkpoint),
-            "--master",
-            "local[2]",
-            "--trigger-seconds",
-            "0.5",
-            "--watermark-seconds",
-            str(WATERMARK_S),
-            "--stop-when-idle",
-            "2",
-            *extra,
-        ],
+        stream_command(checkpoint, "--trigger-seconds", "0.5", *extra),
         env=stack["env"],
         cwd=ROOT,
         capture_output=True,
@@ -341,20 +343,7 @@ def start_stream(stack, checkpoint: Path, *extra: str) -> subprocess.Popen:
     and block it)."""
     output = (checkpoint.parent / f"{checkpoint.name}.out").open("w")
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "spark_jobs.stream",
-            "--checkpoint",
-            str(checkpoint),
-            "--master",
-            "local[2]",
-            "--watermark-seconds",
-            str(WATERMARK_S),
-            "--stop-when-idle",
-            "2",
-            *extra,
-        ],
+        stream_command(checkpoint, *extra),
         env=stack["env"],
         cwd=ROOT,
         stdout=output,
