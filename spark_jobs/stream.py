@@ -7,7 +7,7 @@
 
 Two queries run from the same streams, each with its own checkpoint under DIR:
 
-- `velocity`: events -> (view, key) groups -> `transformWithStateInPandas` running the window
+- `velocity`: events -> (view, key) groups -> `transformWithState` running the window
   engine of spark_jobs/windows.py, its state (tiles and not yet final events) in the RocksDB
   state store, an event-time timer at the next tile expiry; the rows go to TiDB (versioned,
   exactly once per micro-batch) and Redis (Feast's format).
