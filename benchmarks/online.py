@@ -1,18 +1,20 @@
 """Measure 1, online serving: our predict endpoint vs `feast serve` vs raw pipelined HMGETs.
 
-Same feature service (`withdrawal_fraud`: 4 feature views and the `amount_context` on-demand view),
+Same feature service (`withdrawal_fraud`: 4 feature views, 3 velocity (stream) views and the
+`amount_context` on-demand view),
 same Redis, same entities, for each concurrency (default 1, 8, 32):
   (a) ours    POST /v1/models/withdrawal_fraud/predict   features + model score + served-feature log
   (b) feast   POST /get-online-features (feast serve, tuned as Feast's docs advise:
               --workers -1 (2 x cores + 1) --worker-connections 1000 --registry_ttl_sec 60, access
               log off; and worker recycling off (--max-requests 0): the docs' 1000 restarts a
               worker mid-run, which only adds tail latency and dropped connections to Feast)
-  (c) floor   redis-py pipelined HMGET of the same 4 keys per entity, asyncio, in one process
+  (c) floor   redis-py pipelined HMGET of the same 7 keys per entity, asyncio, in one process
 The load generator for (a) and (b) is `wrk` (C, its own process, keep-alive connections), one
 connection per unit of concurrency; each run lasts until at least --requests requests completed.
 
 Data: the project's own generator and Spark backfill (events of --users users over 35 days),
-`feast apply`, `feast materialize-incremental`, `python -m pipelines.train withdrawal_fraud`.
+`feast apply`, the velocity backfill, `feast materialize-incremental`, `python -m pipelines.train
+withdrawal_fraud`.
 Before the load, both servers' feature values for the same entities are compared (checked, not
 assumed); every wrk run must end with zero non-2xx responses and zero socket errors.
 
@@ -98,6 +100,17 @@ def prepare(env: dict[str, str], work: Path, users: int) -> None:
         "--no-progress",
     )
     run(env, log, FEAST, "-c", str(REPO), "apply")
+    run(
+        env,
+        log,
+        PY,
+        "-m",
+        "spark_jobs.velocity_backfill",
+        "--start",
+        "2026-02-10",
+        "--end",
+        "2026-02-28",
+    )
     run(env, log, FEAST, "-c", str(REPO), "materialize-incremental", "2026-03-02T00:00:00")
     run(
         env,
@@ -298,6 +311,7 @@ def floor_keys(entity_rows: list[dict]) -> list[list[tuple[bytes, list]]]:
     store = FeatureStore(repo_path=str(REPO))
     service = store.get_feature_service(SERVICE)
     views = {v.name for v in store.list_feature_views()}
+    views |= {v.name for v in store.list_stream_feature_views()}
     fields = [
         (p.name, [_mmh3(f"{p.name}:{f.name}") for f in p.features] + [f"_ts:{p.name}"])
         for p in service.feature_view_projections

@@ -168,6 +168,9 @@ def test_events_to_served_predictions_to_skew_report(env, server, db, tmp_path):
     records = {r["feature"]: r for r in json.loads(report.stdout)}
     batch = [r for r in records.values() if r["kind"] == "batch"]
     assert batch and all(r["rows"] == 3 and r["mismatches"] == 0 for r in batch)
-    assert {r["kind"] for r in records.values()} == {"batch", "push", "on_demand"}
+    assert {r["kind"] for r in records.values()} == {"batch", "push", "on_demand", "stream"}
+    # No stream job runs here: serving had the materialized velocity rows, complete (no lag).
+    stream = [r for r in records.values() if r["kind"] == "stream"]
+    assert stream and all(r["mismatches"] == 0 and r["lag_max_s"] == 0 for r in stream)
     # The push landed offline too, so its value recomputed at log time matches what was served.
     assert records["user_last_login__last_login_ip"]["mismatches"] == 0

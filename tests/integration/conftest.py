@@ -12,9 +12,10 @@ from tests.utils.tables import create_database, drop_database
 
 
 @pytest.fixture(scope="session")
-def stack(mariadb, tmp_path_factory):
+def serving_stack(mariadb, tmp_path_factory):
     """A database with events, backfilled features, the repo applied and both models trained,
-    with its own Redis and broker (tests stop and restart them). Shared by the serving modules."""
+    with its own Redis and broker (tests stop and restart them). Built once for the serving
+    modules; its environment is applied per module by `stack`, so it does not leak into others."""
     from pipelines.train import train
     from spark_jobs import backfill, generate, velocity_backfill
 
@@ -39,14 +40,33 @@ def stack(mariadb, tmp_path_factory):
             )
             for model in ("account_takeover", "withdrawal_fraud"):
                 train(model, dt.datetime.now(dt.UTC), out=models, save_dataset=False, **window)
-            yield {
-                "env": env,
-                "models": models,
-                "redis": redis,
-                "broker": broker,
-                "database": database,
+            variables = {
+                k: env[k]
+                for k in (
+                    *mariadb.env(),
+                    "TIDB_DATABASE",
+                    "REDIS_CONNECTION_STRING",
+                    "SPARK_MASTER",
+                )
             }
+        yield {
+            "env": env,
+            "variables": variables,
+            "models": models,
+            "redis": redis,
+            "broker": broker,
+            "database": database,
+        }
     finally:
         redis.stop()
         broker.stop()
         drop_database(admin, database)
+
+
+@pytest.fixture(scope="module")
+def stack(serving_stack):
+    """The serving stack with its settings in the environment for one module (then restored)."""
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in serving_stack["variables"].items():
+            mp.setenv(key, value)
+        yield serving_stack
