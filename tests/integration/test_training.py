@@ -45,7 +45,8 @@ def test_train_withdrawal_fraud(trained_history, db, tmp_path, redis_server):
     ]
     assert "amount_vs_30d_mean" in model.features and "common_ips_365d" not in model.features
     assert model.as_of == knowledge.isoformat()
-    assert model.feature_runs == [r[0] for r in rows(db, "SELECT run_id FROM feature_runs")]
+    runs = rows(db, "SELECT run_id FROM feature_runs ORDER BY run_id")  # batch and velocity runs
+    assert model.feature_runs == [r[0] for r in runs]
     m = model.metrics
     assert (
         m.training_positives >= 2
