@@ -57,21 +57,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _us(value: dt.datetime) -> int:
-    return int((value - dt.datetime(1970, 1, 1, tzinfo=dt.UTC)) // dt.timedelta(microseconds=1))
-
-
 def compute(spark, db: Database, view, start: dt.datetime, end: dt.datetime):
     """The view's rows for change points in [start, end): a DataFrame of (key, features, event_ts)."""
     import pandas as pd
 
     from spark_jobs.jdbc import read_events
     from spark_jobs.velocity import backfill_key, raw_frame
+    from spark_jobs.windows import micros
 
     longest = max(a.window_us for a in view.aggs)
     since = start - dt.timedelta(microseconds=longest)
     raw = read_events(spark, db, view.kind.table, since, end)
-    last = _us(end) - 1
+    last = micros(end) - 1
     schema = ", ".join(
         [
             "key long",
