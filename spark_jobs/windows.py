@@ -26,6 +26,7 @@ Time is integer microseconds since the epoch (UTC).
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -102,7 +103,7 @@ def _add(function: str, partial: Any, event: Event, column: str) -> Any:
     if value is None:  # count counts events; every other function skips nulls
         return partial
     if function in ("sum", "mean"):
-        total = Fraction(partial[0], partial[1]) + Fraction(value)
+        total = Fraction(*_plus(partial[0], partial[1], *_ratio(value)))
         return [total.numerator, total.denominator, partial[2] + 1]
     if function == "min":
         return value if partial is None or value < partial else partial
@@ -118,22 +119,55 @@ def _add(function: str, partial: Any, event: Event, column: str) -> Any:
     raise AssertionError(function)
 
 
-def _merge(function: str, a: Any, b: Any) -> Any:
+def _ratio(value: Any) -> tuple[int, int]:
+    """The exact value of a number as (numerator, denominator)."""
+    try:
+        return value.as_integer_ratio()
+    except AttributeError:  # a type without it (str): Fraction reads it
+        exact = Fraction(value)
+        return exact.numerator, exact.denominator
+
+
+def _plus(n1: int, d1: int, n2: int, d2: int) -> tuple[int, int]:
+    """Exact n1/d1 + n2/d2 over the least common denominator (not reduced: `_final` does)."""
+    if d1 == d2:
+        return n1 + n2, d1
+    g = math.gcd(d1, d2)
+    return n1 * (d2 // g) + n2 * (d1 // g), d1 // g * d2
+
+
+def _combine(function: str, column: str, parts: list[Any], events: list[Event]) -> Any:
+    """The final value of tile partials and pending events together, in one pass.
+
+    Equal to folding `_add`/merging partials and then `_final` (the hypothesis tests hold it to
+    the brute-force definition); written as one pass per aggregation because this is the stream
+    job's hot loop (see docs/benchmarks.md, Stream)."""
     if function == "count":
-        return a + b
+        return sum(parts) + len(events)
+    values = [v for e in events if (v := e.values.get(column)) is not None]
     if function in ("sum", "mean"):
-        total = Fraction(a[0], a[1]) + Fraction(b[0], b[1])
-        return [total.numerator, total.denominator, a[2] + b[2]]
-    if a is None or b is None:
-        return b if a is None else a
-    if function == "min":
-        return min(a, b)
-    if function == "max":
-        return max(a, b)
+        num, den, count = 0, 1, 0
+        for n, d, c in parts:
+            num, den = _plus(num, den, n, d)
+            count += c
+        for value in values:
+            num, den = _plus(num, den, *_ratio(value))
+        count += len(values)
+        return _final(function, [num, den, count])
+    if function in ("min", "max"):
+        candidates = [p for p in parts if p is not None] + values
+        if not candidates:
+            return None
+        return min(candidates) if function == "min" else max(candidates)
     if function == "count_distinct":
-        return sorted(set(a) | set(b))
+        return len(set().union(*parts, (json.dumps(v) for v in values)))
     if function == "last":
-        return a if (a[0], a[1]) >= (b[0], b[1]) else b
+        best = max((p for p in parts if p is not None), default=None, key=lambda p: (p[0], p[1]))
+        for e in events:
+            value = e.values.get(column)
+            if value is not None and (best is None or (e.ts, e.event_id) >= (best[0], best[1])):
+                best = [e.ts, e.event_id, value]
+        return None if best is None else best[2]
     raise AssertionError(function)
 
 
@@ -167,10 +201,13 @@ class KeyWindows:
 
     def __post_init__(self) -> None:
         self._by_slide: dict[int, list[int]] = {}
-        self._position: list[int] = []  # index of each aggregation within its slide's partials
+        # (function, column, slide, tiles per window, index within its slide's partials)
+        self._plan: list[tuple[str, str, int, int, int]] = []
+        self._spans: dict[int, set[int]] = {}  # slide -> the window lengths in tiles
         for index, agg in enumerate(self.aggs):
             group = self._by_slide.setdefault(agg.slide_us, [])
-            self._position.append(len(group))
+            self._plan.append((agg.function, agg.column, agg.slide_us, agg.tiles, len(group)))
+            self._spans.setdefault(agg.slide_us, set()).add(agg.tiles)
             group.append(index)
 
     # serialized form for the stream engine's state store
@@ -237,19 +274,17 @@ class KeyWindows:
 
     def values_at(self, point: int) -> list[Any]:
         out = []
-        for agg, position in zip(self.aggs, self._position, strict=True):
-            lowest = point // agg.slide_us - agg.tiles + 1
-            partial = _empty(agg.function)
+        for function, column, slide, tiles, position in self._plan:
+            lowest = point // slide - tiles + 1
             # Finalized events are all older than any point asked for (`advance` ensures it).
-            for tile, partials in self.tiles.get(agg.slide_us, {}).items():
-                if tile >= lowest:
-                    partial = _merge(agg.function, partial, partials[position])
+            parts = [p[position] for t, p in self.tiles.get(slide, {}).items() if t >= lowest]
+            events = []
             for event in self.pending:
                 if event.ts > point:
                     break
-                if event.ts // agg.slide_us >= lowest:
-                    partial = _add(agg.function, partial, event, agg.column)
-            out.append(_final(agg.function, partial))
+                if event.ts // slide >= lowest:
+                    events.append(event)
+            out.append(_combine(function, column, parts, events))
         return out
 
     def _change_points(self, lo: int, hi: int) -> list[int]:
@@ -257,13 +292,14 @@ class KeyWindows:
         if hi < lo:
             return []
         points = {e.ts for e in self.pending if lo <= e.ts <= hi}
-        for agg in self.aggs:
-            occupied = set(self.tiles.get(agg.slide_us, {}))
-            occupied.update(e.ts // agg.slide_us for e in self.pending)
+        for slide, spans in self._spans.items():
+            occupied = set(self.tiles.get(slide, ()))
+            occupied.update(e.ts // slide for e in self.pending)
             for tile in occupied:
-                expiry = (tile + agg.tiles) * agg.slide_us
-                if lo <= expiry <= hi:
-                    points.add(expiry)
+                for span in spans:
+                    expiry = (tile + span) * slide
+                    if lo <= expiry <= hi:
+                        points.add(expiry)
         return sorted(points)
 
     def _finalize(self, before_us: int) -> None:
