@@ -1,16 +1,34 @@
-"""Generate a seeded, realistic raw event history in TiDB: logins, transactions, withdrawals, labels.
+"""Generate a seeded raw event history in TiDB: logins, transactions, withdrawals, labels.
 
-    python -m spark_jobs.generate [--users 2000] [--days 60] [--end 2026-11-23] [--seed 7] [--replace]
+    python -m spark_jobs.generate [--users 2000] [--days 60] [--end 2026-11-23] [--seed 7]
+                                  [--attack-rate 0.015] [--replace]
 
 Every random draw is a hash of (seed, user, day, purpose), so the same arguments give the same
-events whatever the partitioning or the number of cores. The model:
+events whatever the partitioning or the number of cores.
 
+Legitimate behaviour, including what looks like fraud:
 - each user has a home country and currency, 1-3 habitual IPs, 1-2 devices, a few favourite
-  merchants and one payout account, and personal activity rates;
-- activity follows a daily rhythm (quiet nights, busy evenings); logins occasionally fail (typos);
-- about 1% of users suffer an account takeover on one day: failed logins, then a successful login
-  from a new IP, device and country, then within hours a burst of large withdrawals to a new
-  account. Labels record the takeover and each fraudulent withdrawal, reported days later.
+  merchants and one payout account, and personal activity rates; activity follows a daily rhythm;
+- logins sometimes fail (typos), and on some days a user forgets the password: a run of failed
+  logins within a minute from the home IP, usually ending in a success;
+- logins come from one-off mobile-carrier IPs and, now and then, a one-off device; some users get
+  a new phone and use it from then on; some travel for days, logging in from a hotel IP abroad
+  (sometimes in a country attackers also use);
+- a few withdrawals go to a new account, for larger amounts.
+
+Attacks (one per attacked user, a share `--attack-rate` of users, on a random day and hour):
+- burst credential stuffing: 8-30 failed logins within 45 s, each from a different botnet IP,
+  then a success from a new device, then 1-4 large withdrawals to a mule account;
+- slow credential stuffing: 3-8 failed logins 20-90 min apart from different proxy IPs, then the
+  same takeover;
+- phishing: no failed login at all; a success from a new device through a residential proxy in
+  the user's own country, withdrawals up to 12 h later;
+- card testing: 10-40 tiny payments at different merchants seconds apart, then withdrawals;
+- mule: the account itself moves money: 3-8 withdrawals to new accounts, hours apart.
+
+Labels are noisy the way real ones are: a takeover (its successful login) or a fraudulent
+withdrawal is reported days or weeks later, or never (10-15%); a few legitimate ones are
+reported as fraud (disputes, confused customers).
 
 Event ids are built from (user, day, sequence): unique within one generated history (the job
 empties the raw tables before writing another, with --replace).
@@ -39,9 +57,27 @@ from spark_jobs.settings import (
 COUNTRIES = ["DE", "FR", "ES", "IT", "NL", "GB", "US", "PL", "SE", "BR"]
 CURRENCY = {"GB": "GBP", "US": "USD", "PL": "PLN", "SE": "SEK", "BR": "BRL"}
 ATTACKER_COUNTRIES = ["RU", "NG", "VN", "KP", "CN"]
-MAX_NORMAL_PER_DAY = 40  # sequence numbers 0..39 for normal events, 40..63 for takeover events
-SEQ_SLOTS = 64
+TRAVEL_COUNTRIES = [*COUNTRIES, "TH", "MX", "VN", "CN", "NG"]
+# kind: share of the attacked users. The first three take the account over.
+ATTACKS = {
+    "burst_stuffing": 0.30,
+    "slow_stuffing": 0.20,
+    "phishing": 0.20,
+    "card_testing": 0.15,
+    "mule": 0.15,
+}
+TAKEOVERS = ("burst_stuffing", "slow_stuffing", "phishing")
+# Sequence numbers within one (user, day): normal events 0..39, legitimate bursts (forgotten
+# passwords) 40..47, attack events 64..127.
+MAX_NORMAL_PER_DAY = 40
+NOISE_SEQ = 40
+ATTACK_SEQ = 64
+SEQ_SLOTS = 128
 RAW_TABLES = ("logins", "transactions", "withdrawals", "labels")
+SECOND = 1_000_000  # micros
+MINUTE = 60 * SECOND
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
 
 
 def uniform(seed: int, *parts: Column | str | int) -> Column:
@@ -56,17 +92,17 @@ def _pick(options: list[str], u: Column) -> Column:
     )
 
 
+def _between(u: Column, low: float, high: float) -> Column:
+    return F.lit(low) + u * F.lit(high - low)
+
+
+def _lit(k: Column | int) -> Column:
+    return F.lit(k) if isinstance(k, int) else k
+
+
 def _ip(seed: int, user: Column, k: Column | int, salt: str) -> Column:
     octet = [
-        (
-            F.abs(
-                F.xxhash64(
-                    F.lit(seed), user, F.lit(k) if isinstance(k, int) else k, F.lit(f"{salt}{i}")
-                )
-            )
-            % 254
-            + 1
-        )
+        (F.abs(F.xxhash64(F.lit(seed), user, _lit(k), F.lit(f"{salt}{i}"))) % 254 + 1)
         for i in range(4)
     ]
     return F.concat_ws(".", *[o.cast("string") for o in octet])
@@ -75,21 +111,30 @@ def _ip(seed: int, user: Column, k: Column | int, salt: str) -> Column:
 def _device(seed: int, user: Column, k: Column | int, salt: str) -> Column:
     return F.concat(
         F.lit("dev-"),
-        F.substring(
-            F.sha2(
-                F.concat_ws(
-                    ":", F.lit(seed), user, F.lit(k) if isinstance(k, int) else k, F.lit(salt)
-                ),
-                256,
-            ),
-            1,
-            12,
-        ),
+        F.substring(F.sha2(F.concat_ws(":", F.lit(seed), user, _lit(k), F.lit(salt)), 256), 1, 12),
     )
 
 
-def users(spark: SparkSession, n_users: int, seed: int, takeover_rate: float = 0.01) -> DataFrame:
+def _account(seed: int, user: Column, k: Column | int, salt: str) -> Column:
+    return F.concat(
+        F.lit("IBAN"),
+        (F.abs(F.xxhash64(F.lit(seed), user, _lit(k), F.lit(salt))) % 10**12).cast("string"),
+    )
+
+
+def _at(start: Column, offset_micros: Column) -> Column:
+    """`start` plus an offset in microseconds (attacks are faster than a second per step)."""
+    return F.timestamp_micros(F.unix_micros(start) + offset_micros.cast("long"))
+
+
+def users(spark: SparkSession, n_users: int, seed: int, attack_rate: float = 0.015) -> DataFrame:
     u = F.col("user_id")
+    kind, cumulative = uniform(seed, u, "attack_kind"), 0.0
+    attack = F.when(F.lit(False), F.lit(None).cast("string"))
+    for name, share in ATTACKS.items():
+        cumulative += share
+        attack = attack.when(kind < cumulative, F.lit(name))
+    attack = attack.otherwise(F.lit(list(ATTACKS)[-1]))
     return spark.range(1, n_users + 1, numPartitions=max(1, min(64, n_users // 5000 + 1))).select(
         F.col("id").alias("user_id"),
         _pick(COUNTRIES, uniform(seed, u, "country")).alias("country"),
@@ -99,8 +144,14 @@ def users(spark: SparkSession, n_users: int, seed: int, takeover_rate: float = 0
         (F.lit(0.2) + uniform(seed, u, "login_rate") * 1.0).alias("login_rate"),
         (F.lit(0.01) + uniform(seed, u, "wd_rate") * 0.08).alias("withdrawal_rate"),
         (F.lit(3.0) + uniform(seed, u, "spend") * 1.5).alias("log_spend"),
-        (uniform(seed, u, "takeover") < takeover_rate).alias("taken_over"),
-        uniform(seed, u, "takeover_day").alias("takeover_u"),
+        F.when(uniform(seed, u, "attack") < attack_rate, attack).alias("attack"),
+        uniform(seed, u, "attack_day").alias("attack_u"),
+        (uniform(seed, u, "travels") < 0.08).alias("travels"),
+        uniform(seed, u, "trip_day").alias("trip_u"),
+        (F.floor(uniform(seed, u, "trip_len") * 8) + 2).cast("int").alias("trip_days"),
+        _pick(TRAVEL_COUNTRIES, uniform(seed, u, "trip_country")).alias("trip_country"),
+        (uniform(seed, u, "new_phone") < 0.10).alias("new_phone"),
+        uniform(seed, u, "phone_day").alias("phone_u"),
     )
 
 
@@ -109,7 +160,17 @@ def user_days(spark: SparkSession, people: DataFrame, start: dt.date, days: int)
         F.date_add(F.lit(start), F.col("id").cast("int")).alias("day"),
         F.col("id").cast("int").alias("day_index"),
     )
-    return people.crossJoin(F.broadcast(calendar))
+    i = F.col("day_index")
+    trip_start = F.floor(F.col("trip_u") * days).cast("int")
+    return (
+        people.crossJoin(F.broadcast(calendar))
+        .withColumn("trip_start", trip_start)
+        .withColumn(
+            "in_trip",
+            F.col("travels") & (i >= trip_start) & (i < trip_start + F.col("trip_days")),
+        )
+        .withColumn("phone_changed", F.col("new_phone") & (i >= F.floor(F.col("phone_u") * days)))
+    )
 
 
 def _count(seed: int, rate: Column, *parts) -> Column:
@@ -126,27 +187,27 @@ def _time_of_day(day: Column, u: Column) -> Column:
     return F.timestamp_seconds(F.unix_timestamp(F.to_timestamp(day)) + seconds)
 
 
-def _takeover_start(day: Column, u: Column) -> Column:
-    """Between 08:00 and 20:00: the attack (up to ~2 h) ends the same day, inside the history."""
-    seconds = F.floor((F.lit(8) + F.lit(12) * u) * 3600)
-    return F.timestamp_seconds(F.unix_timestamp(F.to_timestamp(day)) + seconds)
-
-
 def _event_id(grid_days: int, seq: Column) -> Column:
     return ((F.col("user_id") * grid_days + F.col("day_index")) * SEQ_SLOTS + seq).cast("long")
 
 
-def _explode(grid: DataFrame, n: Column) -> DataFrame:
+def _explode(grid: DataFrame, n: Column, first: int = 0) -> DataFrame:
     return (
         grid.withColumn("n", n)
-        .where(F.col("n") > 0)
-        .withColumn("seq", F.explode(F.sequence(F.lit(0), F.col("n") - 1)))
+        .where(F.col("n") > first - 1)
+        .withColumn("seq", F.explode(F.sequence(F.lit(first), F.col("n"))))
+    )
+
+
+def _currency() -> Column:
+    return F.coalesce(
+        *[F.when(F.col("country") == k, F.lit(v)) for k, v in CURRENCY.items()], F.lit("EUR")
     )
 
 
 def transactions(grid: DataFrame, seed: int, days: int) -> DataFrame:
     u, d = F.col("user_id"), F.col("day")
-    ev = _explode(grid, _count(seed, F.col("txn_rate"), u, d, "txn"))
+    ev = _explode(grid, _count(seed, F.col("txn_rate"), u, d, "txn") - 1)
     s = F.col("seq")
     favourite = uniform(seed, u, d, s, "fav") < 0.8
     merchant = F.when(
@@ -165,149 +226,326 @@ def transactions(grid: DataFrame, seed: int, days: int) -> DataFrame:
         - 1.5
     ) * 2
     amount = F.round(F.exp(F.col("log_spend") + normal * 0.9), 2)
-    currency = F.coalesce(
-        *[F.when(F.col("country") == k, F.lit(v)) for k, v in CURRENCY.items()], F.lit("EUR")
-    )
-    return ev.select(
+    legit = ev.select(
         _event_id(days, s).alias("txn_id"),
         u,
         merchant.alias("merchant_id"),
         F.greatest(amount, F.lit(0.5)).cast("decimal(14,2)").alias("amount"),
-        currency.alias("currency"),
+        _currency().alias("currency"),
         _time_of_day(d, uniform(seed, u, d, s, "t")).alias("event_ts"),
+    )
+    return legit.unionByName(_card_tests(grid, seed, days))
+
+
+def _incidents(grid: DataFrame, seed: int, days: int, kinds: tuple[str, ...]) -> DataFrame:
+    """One row per attack of the given kinds: its (user, day) and start `t0` (any hour; bots do
+    not sleep)."""
+    u, d = F.col("user_id"), F.col("day")
+    day_of = F.floor(F.col("attack_u") * max(days - 1, 1)).cast("int")
+    start = F.unix_micros(F.to_timestamp(d)) + F.floor(uniform(seed, u, d, "t0") * 22 * HOUR)
+    return grid.where(F.col("attack").isin(*kinds) & (F.col("day_index") == day_of)).withColumn(
+        "t0", F.timestamp_micros(start.cast("long"))
+    )
+
+
+def _card_tests(grid: DataFrame, seed: int, days: int) -> DataFrame:
+    u, d, s = F.col("user_id"), F.col("day"), F.col("seq")
+    tests = _explode(
+        _incidents(grid, seed, days, ("card_testing",)),
+        F.lit(ATTACK_SEQ + 9) + F.floor(uniform(seed, u, d, "ct_n") * 31),
+        first=ATTACK_SEQ,
+    )
+    spacing = _between(uniform(seed, u, d, "ct_gap"), 4, 15) * SECOND
+    return tests.select(
+        _event_id(days, s).alias("txn_id"),
+        u,
+        F.concat(F.lit("m"), F.floor(uniform(seed, u, d, s, "ct_m") * 3000).cast("string")).alias(
+            "merchant_id"
+        ),
+        F.round(_between(uniform(seed, u, d, s, "ct_a"), 0.5, 2.0), 2)
+        .cast("decimal(14,2)")
+        .alias("amount"),
+        _currency().alias("currency"),
+        _at(F.col("t0"), (s - ATTACK_SEQ) * spacing).alias("event_ts"),
     )
 
 
 def logins(grid: DataFrame, seed: int, days: int) -> DataFrame:
+    return (
+        _normal_logins(grid, seed, days)
+        .unionByName(_forgotten_passwords(grid, seed, days))
+        .unionByName(_takeover_logins(grid, seed, days).drop("attack"))
+    )
+
+
+def _normal_logins(grid: DataFrame, seed: int, days: int) -> DataFrame:
     u, d = F.col("user_id"), F.col("day")
-    ev = _explode(grid, _count(seed, F.col("login_rate"), u, d, "login"))
+    ev = _explode(grid, _count(seed, F.col("login_rate"), u, d, "login") - 1)
     s = F.col("seq")
-    k_ip = F.floor(F.pow(uniform(seed, u, d, s, "ipk"), 2) * F.col("n_ips")).cast(
-        "int"
-    )  # first IP most used
+    slot = F.col("day_index") * SEQ_SLOTS + s
+    # The first IP and device are the most used.
+    k_ip = F.floor(F.pow(uniform(seed, u, d, s, "ipk"), 2) * F.col("n_ips")).cast("int")
     k_dev = F.floor(F.pow(uniform(seed, u, d, s, "devk"), 2) * F.col("n_devices")).cast("int")
-    normal = ev.select(
+    ip = (
+        F.when(
+            F.col("in_trip") & (uniform(seed, u, d, s, "hotel") < 0.8),
+            _ip(seed, u, F.col("trip_start"), "hotel"),
+        )
+        .when(uniform(seed, u, d, s, "mobile") < 0.08, _ip(seed, u, slot, "mobile"))
+        .otherwise(_ip(seed, u, k_ip, "home"))
+    )
+    device = (
+        F.when(uniform(seed, u, d, s, "oneoff") < 0.015, _device(seed, u, slot, "oneoff"))
+        .when(
+            F.col("phone_changed") & (uniform(seed, u, d, s, "phone") < 0.7),
+            _device(seed, u, 100, "own"),
+        )
+        .otherwise(_device(seed, u, k_dev, "own"))
+    )
+    return ev.select(
         _event_id(days, s).alias("login_id"),
         u,
-        _ip(seed, u, k_ip, "home").alias("ip"),
-        _device(seed, u, k_dev, "own").alias("device_id"),
-        F.col("country"),
+        ip.alias("ip"),
+        device.alias("device_id"),
+        F.when(F.col("in_trip"), F.col("trip_country"))
+        .otherwise(F.col("country"))
+        .alias("country"),
         (uniform(seed, u, d, s, "ok") > 0.03).alias("success"),
         _time_of_day(d, uniform(seed, u, d, s, "t")).alias("event_ts"),
     )
-    return normal.unionByName(_takeover_logins(grid, seed, days))
 
 
-def _takeovers(grid: DataFrame, days: int) -> DataFrame:
-    """The (user, day) of each takeover, with its start time."""
-    day_of = F.floor(F.col("takeover_u") * days).cast("int")
-    return grid.where(F.col("taken_over") & (F.col("day_index") == day_of))
+def _forgotten_passwords(grid: DataFrame, seed: int, days: int) -> DataFrame:
+    """Legitimate bursts: 2-6 failed logins from home seconds apart, usually then a success."""
+    u, d, s = F.col("user_id"), F.col("day"), F.col("seq")
+    burst = _explode(
+        grid.where(uniform(seed, u, d, "forgot") < 0.004),
+        F.lit(NOISE_SEQ + 2) + F.floor(uniform(seed, u, d, "forgot_n") * 5),
+        first=NOISE_SEQ,
+    )
+    last = s == F.col("n")
+    spacing = _between(uniform(seed, u, d, "forgot_gap"), 8, 40) * SECOND
+    return burst.select(
+        _event_id(days, s).alias("login_id"),
+        u,
+        _ip(seed, u, 0, "home").alias("ip"),
+        _device(seed, u, 0, "own").alias("device_id"),
+        F.col("country"),
+        (last & (uniform(seed, u, d, "forgot_ok") < 0.8)).alias("success"),
+        _at(_time_of_day(d, uniform(seed, u, d, "forgot_t")), (s - NOISE_SEQ) * spacing).alias(
+            "event_ts"
+        ),
+    )
 
 
 def _takeover_logins(grid: DataFrame, seed: int, days: int) -> DataFrame:
-    u, d = F.col("user_id"), F.col("day")
-    t0 = _takeover_start(d, uniform(seed, u, d, "ato_t"))
-    attempts = (
-        _takeovers(grid, days)
-        .withColumn("t0", t0)
-        .withColumn("n", (F.floor(uniform(seed, u, d, "ato_n") * 4) + 3).cast("int"))
-        .withColumn("seq", F.explode(F.sequence(F.lit(0), F.col("n"))))
-    )  # n failures, then one success
-    s = F.col("seq")
+    """Each takeover's failed attempts (none for phishing), then its success (the last row)."""
+    u, d, s = F.col("user_id"), F.col("day"), F.col("seq")
+    kind = F.col("attack")
+    failures = (
+        F.when(kind == "burst_stuffing", 8 + F.floor(uniform(seed, u, d, "ato_n") * 23))
+        .when(kind == "slow_stuffing", 3 + F.floor(uniform(seed, u, d, "ato_n") * 6))
+        .otherwise(0)
+    )
+    spacing = (
+        F.when(kind == "burst_stuffing", F.lit(45 * SECOND) / failures)
+        .when(kind == "slow_stuffing", _between(uniform(seed, u, d, "ato_gap"), 20, 90) * MINUTE)
+        .otherwise(0)
+    )
+    attempts = _explode(_incidents(grid, seed, days, TAKEOVERS), ATTACK_SEQ + failures, ATTACK_SEQ)
+    k = s - ATTACK_SEQ
+    success = s == F.col("n")
+    proxy_country = uniform(seed, u, d, "ato_home") < 0.5
     return attempts.select(
-        _event_id(days, F.lit(MAX_NORMAL_PER_DAY) + s).alias("login_id"),
+        _event_id(days, s).alias("login_id"),
         u,
-        _ip(seed, u, 0, "attacker").alias("ip"),
-        _device(seed, u, 0, "attacker").alias("device_id"),
-        _pick(ATTACKER_COUNTRIES, uniform(seed, u, "ato_country")).alias("country"),
-        (s == F.col("n")).alias("success"),
-        (F.col("t0") + F.make_interval(mins=s * 2)).alias("event_ts"),
+        F.when(kind == "phishing", _ip(seed, u, 0, "residential"))
+        .otherwise(_ip(seed, u, k, "botnet"))
+        .alias("ip"),
+        F.when(success, _device(seed, u, 0, "attacker"))
+        .otherwise(_device(seed, u, k % 4, "bot"))
+        .alias("device_id"),
+        F.when(success & ((kind == "phishing") | proxy_country), F.col("country"))
+        .when(success, _pick(ATTACKER_COUNTRIES, uniform(seed, u, "ato_country")))
+        .otherwise(_pick([*ATTACKER_COUNTRIES, *COUNTRIES], uniform(seed, u, d, s, "bot_c")))
+        .alias("country"),
+        success.alias("success"),
+        _at(F.col("t0"), k * spacing).alias("event_ts"),
+        kind,
     )
 
 
 def withdrawals(grid: DataFrame, seed: int, days: int) -> DataFrame:
+    return _normal_withdrawals(grid, seed, days).unionByName(
+        _fraud_withdrawals(grid, seed, days).drop("attack")
+    )
+
+
+def _normal_withdrawals(grid: DataFrame, seed: int, days: int) -> DataFrame:
     u, d = F.col("user_id"), F.col("day")
-    ev = _explode(grid, _count(seed, F.col("withdrawal_rate"), u, d, "wd"))
+    ev = _explode(grid, _count(seed, F.col("withdrawal_rate"), u, d, "wd") - 1)
     s = F.col("seq")
-    normal = ev.select(
+    new_account = uniform(seed, u, d, s, "newdest") < 0.04
+    return ev.select(
         _event_id(days, s).alias("withdrawal_id"),
         u,
-        F.round(F.exp(F.col("log_spend") + 1.5 + uniform(seed, u, d, s, "a")), 2)
+        F.round(
+            F.exp(
+                F.col("log_spend")
+                + 1.5
+                + uniform(seed, u, d, s, "a")
+                + F.when(new_account, 1.0).otherwise(0.0)
+            ),
+            2,
+        )
         .cast("decimal(14,2)")
         .alias("amount"),
-        F.concat(
-            F.lit("IBAN"),
-            (F.abs(F.xxhash64(F.lit(seed), u, F.lit("acct"))) % 10**12).cast("string"),
-        ).alias("destination_account"),
+        F.when(new_account, _account(seed, u, F.col("day_index") * SEQ_SLOTS + s, "new"))
+        .otherwise(_account(seed, u, 0, "acct"))
+        .alias("destination_account"),
         _time_of_day(d, uniform(seed, u, d, s, "t")).alias("event_ts"),
     )
-    return normal.unionByName(_fraud_withdrawals(grid, seed, days).drop("t0"))
 
 
 def _fraud_withdrawals(grid: DataFrame, seed: int, days: int) -> DataFrame:
-    u, d = F.col("user_id"), F.col("day")
-    t0 = _takeover_start(d, uniform(seed, u, d, "ato_t"))
-    burst = (
-        _takeovers(grid, days)
-        .withColumn("t0", t0)
-        .withColumn("n", (F.floor(uniform(seed, u, d, "ato_w") * 4) + 2).cast("int"))
-        .withColumn("seq", F.explode(F.sequence(F.lit(1), F.col("n"))))
+    """Cash-outs after a takeover or card testing, and a mule's transfers; with `attack`."""
+    u, d, s = F.col("user_id"), F.col("day"), F.col("seq")
+    kind = F.col("attack")
+    after = (
+        F.when(kind == "burst_stuffing", _between(uniform(seed, u, d, "wd0"), 5, 30) * MINUTE)
+        .when(kind == "slow_stuffing", _between(uniform(seed, u, d, "wd0"), 10, 90) * MINUTE)
+        .when(kind == "phishing", _between(uniform(seed, u, d, "wd0"), 30, 720) * MINUTE)
+        .when(kind == "card_testing", _between(uniform(seed, u, d, "wd0"), 10, 40) * MINUTE)
+        .otherwise(0)
     )
-    s = F.col("seq")
+    spacing = F.when(
+        kind == "mule", _between(uniform(seed, u, d, "wd_gap"), 2, 10) * HOUR
+    ).otherwise(_between(uniform(seed, u, d, "wd_gap"), 3, 25) * MINUTE)
+    count = F.when(kind == "mule", 3 + F.floor(uniform(seed, u, d, "wd_n") * 6)).otherwise(
+        1 + F.floor(uniform(seed, u, d, "wd_n") * 4)
+    )
+    # A takeover's cash-out starts after its successful login.
+    logins = _takeover_logins(grid, seed, days).where(F.col("success"))
+    incidents = _incidents(grid, seed, days, tuple(ATTACKS)).join(
+        logins.select("user_id", F.col("event_ts").alias("took_over")), "user_id", "left"
+    )
+    burst = _explode(incidents, ATTACK_SEQ + count - 1, ATTACK_SEQ)
+    k = s - ATTACK_SEQ
+    start = F.coalesce(F.col("took_over"), F.col("t0"))
+    destination = F.when(kind == "mule", _account(seed, u, k, "mule_out")).otherwise(
+        _account(seed, u, k % 2, "mule")
+    )
+    boost = F.when(kind == "mule", 1.0).otherwise(2.0)
     return burst.select(
-        _event_id(days, F.lit(MAX_NORMAL_PER_DAY + 10) + s).alias("withdrawal_id"),
+        _event_id(days, s).alias("withdrawal_id"),
         u,
-        F.round(F.exp(F.col("log_spend") + 3.0 + uniform(seed, u, d, s, "a")), 2)
+        F.round(F.exp(F.col("log_spend") + boost + uniform(seed, u, d, s, "a") * 1.5), 2)
         .cast("decimal(14,2)")
         .alias("amount"),
-        F.concat(
-            F.lit("IBAN"),
-            (F.abs(F.xxhash64(F.lit(seed), u, F.lit("mule"))) % 10**12).cast("string"),
-        ).alias("destination_account"),
-        (F.col("t0") + F.make_interval(mins=F.lit(20) + s * 15)).alias("event_ts"),
-        F.col("t0"),
+        destination.alias("destination_account"),
+        _at(start, after + k * spacing).alias("event_ts"),
+        kind,
     )
 
 
 def labels(grid: DataFrame, seed: int, days: int) -> DataFrame:
-    """One account_takeover label per takeover and one withdrawal_fraud label per fraudulent withdrawal."""
+    """account_takeover labels on the takeover's successful login, withdrawal_fraud labels on
+    fraudulent withdrawals: reported late or never, plus a few false reports."""
     u = F.col("user_id")
-    delay = F.make_interval(
-        days=(F.floor(uniform(seed, F.col("withdrawal_id"), "report") * 3) + 1).cast("int")
-    )
-    ato = (
+
+    def delay(key: str, low_days: int, high_days: int) -> Column:
+        spread = uniform(seed, F.col(key), "report") * (high_days - low_days)
+        return F.make_interval(
+            days=(F.floor(spread) + low_days).cast("int"),
+            hours=F.floor(uniform(seed, F.col(key), "report_h") * 24).cast("int"),
+        )
+
+    def reported(key: str, share: float) -> Column:
+        return uniform(seed, F.col(key), "reported") < share
+
+    takeovers = (
         _takeover_logins(grid, seed, days)
-        .where(F.col("success"))
+        .where(F.col("success") & reported("login_id", 0.9))
         .select(
             (F.col("login_id") * 2).alias("label_id"),
             u,
             F.lit("account_takeover").alias("label"),
             F.col("event_ts"),
-            (F.col("event_ts") + F.make_interval(days=F.lit(2))).alias("reported_ts"),
+            (F.col("event_ts") + delay("login_id", 1, 5)).alias("reported_ts"),
         )
     )
-    fraud = _fraud_withdrawals(grid, seed, days).select(
-        (F.col("withdrawal_id") * 2 + 1).alias("label_id"),
-        u,
-        F.lit("withdrawal_fraud").alias("label"),
-        F.col("event_ts"),
-        (F.col("event_ts") + delay).alias("reported_ts"),
+    confused = (
+        _normal_logins(grid, seed, days)
+        .where(F.col("success") & (uniform(seed, F.col("login_id"), "confused") < 0.0001))
+        .select(
+            (F.col("login_id") * 2).alias("label_id"),
+            u,
+            F.lit("account_takeover").alias("label"),
+            F.col("event_ts"),
+            (F.col("event_ts") + delay("login_id", 1, 10)).alias("reported_ts"),
+        )
     )
-    return ato.unionByName(fraud)
+    mule = F.col("attack") == "mule"
+    frauds = (
+        _fraud_withdrawals(grid, seed, days)
+        .where(reported("withdrawal_id", 0.85))
+        .select(
+            (F.col("withdrawal_id") * 2 + 1).alias("label_id"),
+            u,
+            F.lit("withdrawal_fraud").alias("label"),
+            F.col("event_ts"),
+            (
+                F.col("event_ts")
+                + F.when(mule, delay("withdrawal_id", 7, 30)).otherwise(
+                    delay("withdrawal_id", 1, 14)
+                )
+            ).alias("reported_ts"),
+        )
+    )
+    disputes = (
+        _normal_withdrawals(grid, seed, days)
+        .where(uniform(seed, F.col("withdrawal_id"), "dispute") < 0.003)
+        .select(
+            (F.col("withdrawal_id") * 2 + 1).alias("label_id"),
+            u,
+            F.lit("withdrawal_fraud").alias("label"),
+            F.col("event_ts"),
+            (F.col("event_ts") + delay("withdrawal_id", 3, 30)).alias("reported_ts"),
+        )
+    )
+    return takeovers.unionByName(confused).unionByName(frauds).unionByName(disputes)
 
 
 def generate(
-    spark: SparkSession, n_users: int, days: int, end: dt.date, seed: int
+    spark: SparkSession,
+    n_users: int,
+    days: int,
+    end: dt.date,
+    seed: int,
+    attack_rate: float = 0.015,
 ) -> dict[str, DataFrame]:
-    """The four raw event tables for `days` days ending the day before `end` (UTC)."""
+    """The four raw event tables for `days` days ending the day before `end` (UTC). An attack
+    that would run past the end is cut there (its later events and their labels are dropped)."""
     start = end - dt.timedelta(days=days)
-    grid = user_days(spark, users(spark, n_users, seed), start, days)
-    return {
+    grid = user_days(spark, users(spark, n_users, seed, attack_rate), start, days)
+    before_end = F.col("event_ts") < F.lit(dt.datetime.combine(end, dt.time())).cast("timestamp")
+    tables = {
         "logins": logins(grid, seed, days),
         "transactions": transactions(grid, seed, days),
         "withdrawals": withdrawals(grid, seed, days),
         "labels": labels(grid, seed, days),
     }
+    return {name: frame.where(before_end) for name, frame in tables.items()}
+
+
+def _share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a share between 0 and 1")
+    return value
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -325,6 +563,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="History ends before this day, UTC (default: today).",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--attack-rate",
+        type=_share,
+        default=0.015,
+        help="Share of users attacked once in the history (default 0.015).",
+    )
     parser.add_argument("--replace", action="store_true", help="Empty the raw event tables first.")
     args = parser.parse_args(argv)
     if args.users * args.days > 200_000_000:
@@ -359,11 +603,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     spark = job_session("generate-events", args, db)
     print(
-        f"Generating {args.users} users x {args.days} days ending {args.end} (seed {args.seed}) ...",
+        f"Generating {args.users} users x {args.days} days ending {args.end} "
+        f"(seed {args.seed}, attack rate {args.attack_rate}) ...",
         flush=True,
     )
     total = 0
-    for table, frame in generate(spark, args.users, args.days, args.end, args.seed).items():
+    tables = generate(spark, args.users, args.days, args.end, args.seed, args.attack_rate)
+    for table, frame in tables.items():
         t0 = time.monotonic()
         frame = frame.cache()
         n = frame.count()
