@@ -7,9 +7,9 @@
 
 Two queries run from the same streams, each with its own checkpoint under DIR:
 
-- `velocity`: events -> (view, key) groups -> `transformWithState` running the window
-  engine of spark_jobs/windows.py, its state (tiles and not yet final events) in the RocksDB
-  state store, an event-time timer at the next tile expiry; the rows go to TiDB (versioned,
+- `velocity`: events -> (view, key bucket) groups -> `transformWithState` running the window
+  engine of spark_jobs/windows.py per key, its state (tiles and not yet final events) in the
+  RocksDB state store, an event-time timer at the bucket's next tile expiry; the rows go to TiDB (versioned,
   exactly once per micro-batch) and Redis (Feast's format).
 - `landing`: every broker message into the raw event tables (INSERT IGNORE on the event id), so
   the backfill sees each event the stream saw, late ones included.
@@ -54,9 +54,18 @@ DEFINITIONS_FILE = "definitions.json"
 # --- the stateful step (runs in Spark's Python workers) --------------------------------------------
 
 PREPARED_SCHEMA = (
-    "view string, key long, watermark_ts timestamp, event_us long, event_id long, values string, "
-    "broker_ms long"
+    "view string, bucket int, key long, watermark_ts timestamp, event_us long, event_id long, "
+    "values string, broker_ms long"
 )
+# Keys are grouped by (view, key % BUCKETS). Every call of PySpark's state API is a round trip to
+# the JVM's state server (~0.1-0.2 ms here); per key, the calls cost more than the window engine
+# itself (docs/benchmarks.md, "Stream"). So a bucket keeps its keys' windows as a log in one list
+# state (appended once per micro-batch, compacted when mostly superseded) and one index value
+# (each key's next expiry, the bucket's one timer, a version token); a worker keeps the windows it
+# last wrote in memory and reuses them while the stored token still matches. Changing BUCKETS
+# changes the state's layout (a new checkpoint).
+BUCKETS = 16
+STATE_LAYOUT = f"log-per-bucket/{BUCKETS}"
 OUTPUT_SCHEMA = (
     "view string, key long, event_us long, values string, broker_ms string, consumed long"
 )
@@ -95,6 +104,7 @@ def prepare(views: list):
                     broker_ns.astype("datetime64[ns]"),
                 )
                 ready["view"] = view.name
+                ready["bucket"] = (ready["key"] % BUCKETS).astype("int32")
                 out.append(ready)
             if out:
                 yield pd.concat(out, ignore_index=True)[columns]
@@ -107,60 +117,126 @@ def _processor_class():
     from pyspark.sql.streaming.stateful_processor import StatefulProcessor
 
     class VelocityProcessor(StatefulProcessor):
-        """One key of one view: its window state (tiles and events not yet final, JSON) and its
-        one timer (the next tile expiry) in one value of the RocksDB state store; a row per
-        change point out. Two state calls per key and a timer call only when it moves."""
+        """One bucket of one view's keys (see BUCKETS). A step takes the keys with new events and
+        the keys whose next expiry the watermark passed, emits a row per change point of each,
+        and writes the bucket's state with three to five calls, however many keys it touched."""
 
         def __init__(self, views: dict[str, Any]) -> None:
             self.views = views
 
         def init(self, handle) -> None:
             self.handle = handle
-            self.state = handle.getValueState("windows", "windows string, timer long")
+            self.log = handle.getListState("log", "key long, windows string")
+            self.index = handle.getValueState(
+                "index", "due string, timer long, token string, entries long"
+            )
 
-        def _step(self, key, rows, timer_values, fired: bool):
+        def _load(self, group, stored) -> dict[int, Any]:
+            from spark_jobs.worker_cache import WRITTEN
+
+            cached = WRITTEN.pop(group, None)  # invalid until this step completes
+            if cached is not None and stored is not None and cached[0] == stored[2]:
+                return cached[1]
+            windows: dict[int, Any] = {}
+            if stored is not None:
+                for key, text in self.log.get():  # oldest first: the latest entry wins
+                    if text:
+                        windows[key] = text
+                    else:
+                        windows.pop(key, None)
+            return windows
+
+        def _step(self, group_key, rows, timer_values, fired_ms: int | None):
+            import uuid
+
             from pyspark.sql import Row
 
             from spark_jobs.windows import Event, KeyWindows
 
-            view_name, user = key
-            view = self.views[view_name]
-            stored = self.state.get()
-            windows = KeyWindows.loads(view.aggs, stored[0]) if stored else KeyWindows(view.aggs)
-            timer = None if fired or not stored else stored[1]
+            group = (group_key[0], int(group_key[1]))
+            view = self.views[group[0]]
+            stored = self.index.get()
+            due = {int(k): e for k, e in json.loads(stored[0]).items()} if stored else {}
+            timer = stored[1] if stored else None
+            if timer is not None and timer == fired_ms:
+                timer = None  # Spark deletes the timer it fired
+            entries = stored[3] if stored else 0
+            state = self._load(group, stored)
             watermark_us = max(timer_values.getCurrentWatermarkInMs(), 0) * 1000
-            events, broker_ms = [], []
+            new: dict[int, list] = {}
             for row in rows:
-                if row.event_us >= windows.finalized_us:
-                    events.append(Event(row.event_us, row.event_id, json.loads(row.values)))
-                    broker_ms.append(row.broker_ms)
-            emitted = windows.advance(events, watermark_us)
-            expiry = None if windows.is_empty() else windows.next_expiry()
-            wanted = None if expiry is None else -(-expiry // 1000)  # ms, rounded up
+                new.setdefault(row.key, []).append(row)
+            changed: list[tuple[int, str]] = []
+            for user in sorted(set(new) | {k for k, e in due.items() if e <= watermark_us}):
+                windows = state.get(user)
+                if windows is None:
+                    windows = KeyWindows(view.aggs)
+                elif isinstance(windows, str):
+                    windows = KeyWindows.loads(view.aggs, windows)
+                events, broker_ms = [], []
+                for row in new.get(user, ()):
+                    if row.event_us >= windows.finalized_us:
+                        events.append(Event(row.event_us, row.event_id, json.loads(row.values)))
+                        broker_ms.append(row.broker_ms)
+                emitted = windows.advance(events, watermark_us)
+                if windows.is_empty():
+                    if state.pop(user, None) is not None:
+                        changed.append((user, ""))
+                    due.pop(user, None)
+                else:
+                    state[user] = windows
+                    due[user] = windows.next_expiry()
+                    changed.append((user, windows.dumps()))
+                last = len(emitted) - 1
+                for i, (point, values) in enumerate(emitted):
+                    yield Row(
+                        view=view.name,
+                        key=int(user),
+                        event_us=point,
+                        values=json.dumps(values),
+                        broker_ms=json.dumps(broker_ms) if i == last else None,
+                        consumed=len(events) if i == last else 0,
+                    )
+            if changed:
+                entries += len(changed)
+                if entries > 2 * len(state) + 64:  # mostly superseded: rewrite the live entries
+                    latest = dict(changed)
+                    live = [
+                        (k, latest[k] if k in latest else w if isinstance(w, str) else w.dumps())
+                        for k, w in state.items()
+                    ]
+                    if live:
+                        self.log.put(live)
+                    else:
+                        self.log.clear()
+                    entries = len(live)
+                else:
+                    self.log.appendList(changed)
+            # ms, rounded up: later than the watermark, as every expiry is after what was emitted
+            wanted = -(-min(due.values()) // 1000) if due else None
             if timer is not None and timer != wanted:
                 self.handle.deleteTimer(timer)
             if wanted is not None and wanted != timer:
                 self.handle.registerTimer(wanted)
-            if windows.is_empty():
-                self.state.clear()
-            else:
-                self.state.update((windows.dumps(), wanted))
-            last = len(emitted) - 1
-            for i, (point, values) in enumerate(emitted):
-                yield Row(
-                    view=view.name,
-                    key=int(user),
-                    event_us=point,
-                    values=json.dumps(values),
-                    broker_ms=json.dumps(broker_ms) if i == last else None,
-                    consumed=len(events) if i == last else 0,
-                )
+            token = stored[2] if stored else None
+            if not due:
+                if stored:
+                    self.index.clear()
+                    self.log.clear()
+                token = None
+            elif changed or wanted != stored[1]:
+                token = uuid.uuid4().hex
+                self.index.update((json.dumps(due), wanted, token, entries))
+            if token is not None:
+                from spark_jobs.worker_cache import WRITTEN
+
+                WRITTEN[group] = (token, state)
 
         def handleInputRows(self, key, rows, timerValues):
-            yield from self._step(key, rows, timerValues, fired=False)
+            yield from self._step(key, rows, timerValues, fired_ms=None)
 
         def handleExpiredTimer(self, key, timerValues, expiredTimerInfo):
-            yield from self._step(key, [], timerValues, fired=True)  # Spark removed that timer
+            yield from self._step(key, [], timerValues, expiredTimerInfo.getExpiryTimeInMs())
 
         def close(self) -> None:
             pass
@@ -209,11 +285,12 @@ def read_streams(spark, broker: str, streams: list[str], args) -> Any:
 
 
 def velocity_frame(source, views: list, watermark_seconds: int):
-    """Events keyed by (view, key), watermarked on event time, through the window engine."""
+    """Events grouped by (view, key bucket), watermarked on event time, through the window
+    engine per key."""
     prepared = source.mapInPandas(prepare(views), PREPARED_SCHEMA)
     return (
         prepared.withWatermark("watermark_ts", f"{int(watermark_seconds)} seconds")
-        .groupBy("view", "key")
+        .groupBy("view", "bucket")
         .transformWithState(
             _processor_class()({v.name: v for v in views}),
             OUTPUT_SCHEMA,
@@ -269,9 +346,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def _check_definitions(checkpoint: str, views: list) -> None:
     """Refuse a checkpoint whose state was built for other definitions: its tiles are read back
-    by position, so an added, removed or changed aggregation would read another's partials."""
+    by position, so an added, removed or changed aggregation would read another's partials. The
+    same for another layout of the state (another version of this job)."""
     path = Path(checkpoint) / DEFINITIONS_FILE
     current = {v.name: v.definition_hash for v in views}
+    layout = Path(checkpoint) / "state_layout"
+    if path.exists() and (not layout.exists() or layout.read_text() != STATE_LAYOUT):
+        raise SettingsError(
+            f"checkpoint {checkpoint} holds window state of another layout than this job's "
+            f"({STATE_LAYOUT}). Start from a new --checkpoint, and run "
+            "spark_jobs.velocity_backfill for the history."
+        )
     if path.exists():
         recorded = json.loads(path.read_text())
         if recorded != current:
@@ -285,6 +370,7 @@ def _check_definitions(checkpoint: str, views: list) -> None:
             )
         return
     path.parent.mkdir(parents=True, exist_ok=True)
+    layout.write_text(STATE_LAYOUT)  # first: a definitions file without it is an older layout
     path.write_text(json.dumps(current, sort_keys=True))
 
 
