@@ -208,7 +208,12 @@ def feast_push_phases(env, args) -> list[dict]:
     os.environ.update(env)
     store = FeatureStore(repo_path=str(ROOT / "feature_repo"))
     client = redis.Redis.from_url(env["BROKER_URL"])
-    offsets = {s: "$" for s in STREAMS}
+    # From each stream's current tip. Not "$": XREAD reads "$" as "from now" on every call, so a
+    # stream with nothing new during one call would never be read.
+    offsets = {}
+    for name in STREAMS:
+        tip = client.xrevrange(name, count=1)
+        offsets[name] = tip[0][0].decode() if tip else "0-0"
     records: list[tuple[float, float, int]] = []  # (online time, lag ms, events)
     stop = threading.Event()
 

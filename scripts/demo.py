@@ -200,14 +200,19 @@ def serve_and_predict(history_start: dt.date) -> None:
             f"{again['features']['ip_seen_recently']['value']}  device_is_new={again['features']['device_is_new']['value']}"
         )
         credential_stuffing_burst(call)
+        # Then the attacker cashes out: the same withdrawal for the attacked user and another.
         wd = call(
-            "/v1/models/withdrawal_fraud/predict", {"entities": [{"user_id": 2, "amount": 2500.0}]}
+            "/v1/models/withdrawal_fraud/predict",
+            {"entities": [{"user_id": 7, "amount": 2500.0}, {"user_id": 2, "amount": 2500.0}]},
         )
-        p = wd["predictions"][0]
-        print(
-            f"POST /v1/models/withdrawal_fraud/predict  user 2, 2500.00: score {p['score']:.3f} "
-            f"decision {p['decision']}  amount_vs_30d_mean={p['features']['amount_vs_30d_mean']['value']}"
-        )
+        for p in wd["predictions"]:
+            f = p["features"]
+            print(
+                f"POST /v1/models/withdrawal_fraud/predict  user {p['entity']['user_id']}, "
+                f"2500.00: score {p['score']:.3f} decision {p['decision']}  "
+                f"failed_logins_10m={f['failed_logins_10m']['value']} "
+                f"amount_vs_30d_mean={f['amount_vs_30d_mean']['value']}"
+            )
     finally:
         server.terminate()  # graceful: the served-feature log is flushed on shutdown
         server.wait(timeout=60)

@@ -9,11 +9,11 @@ events whatever the partitioning or the number of cores.
 Legitimate behaviour, including what looks like fraud:
 - each user has a home country and currency, 1-3 habitual IPs, 1-2 devices, a few favourite
   merchants and one payout account, and personal activity rates; activity follows a daily rhythm;
-- logins sometimes fail (typos), and on some days a user forgets the password: a run of failed
-  logins within a minute from the home IP, usually ending in a success;
+- logins sometimes fail (typos), and on some days a user forgets the password: 2-6 failed logins
+  from the home IP seconds apart (at most 4 minutes in all), usually ending in a success;
 - logins come from one-off mobile-carrier IPs and, now and then, a one-off device; some users get
   a new phone and use it from then on; some travel for days, logging in from a hotel IP abroad
-  (sometimes in a country attackers also use);
+  (sometimes in a country attackers also use; now and then a trip home);
 - a few withdrawals go to a new account, for larger amounts.
 
 Attacks (one per attacked user, a share `--attack-rate` of users, on a random day and hour):
@@ -22,13 +22,13 @@ Attacks (one per attacked user, a share `--attack-rate` of users, on a random da
 - slow credential stuffing: 3-8 failed logins 20-90 min apart from different proxy IPs, then the
   same takeover;
 - phishing: no failed login at all; a success from a new device through a residential proxy in
-  the user's own country, withdrawals up to 12 h later;
+  the user's own country, withdrawals from 30 min to about 13 h later;
 - card testing: 10-40 tiny payments at different merchants seconds apart, then withdrawals;
 - mule: the account itself moves money: 3-8 withdrawals to new accounts, hours apart.
 
-Labels are noisy the way real ones are: a takeover (its successful login) or a fraudulent
-withdrawal is reported days or weeks later, or never (10-15%); a few legitimate ones are
-reported as fraud (disputes, confused customers).
+Labels are noisy the way real ones are: a takeover (its successful login) is reported 1-5 days
+later, a fraudulent withdrawal 1-14 days later (a mule's 7-30), or never (10% and 15%); a few
+legitimate ones are reported as fraud (disputes, confused customers).
 
 Event ids are built from (user, day, sequence): unique within one generated history (the job
 empties the raw tables before writing another, with --replace).
@@ -528,7 +528,9 @@ def generate(
     that would run past the end is cut there (its later events and their labels are dropped)."""
     start = end - dt.timedelta(days=days)
     grid = user_days(spark, users(spark, n_users, seed, attack_rate), start, days)
-    before_end = F.col("event_ts") < F.lit(dt.datetime.combine(end, dt.time())).cast("timestamp")
+    # A string, read in the session's time zone (UTC): a naive datetime would be read in the
+    # Python process's local zone.
+    before_end = F.col("event_ts") < F.lit(end.isoformat()).cast("timestamp")
     tables = {
         "logins": logins(grid, seed, days),
         "transactions": transactions(grid, seed, days),

@@ -49,6 +49,7 @@ from spark_jobs.settings import (
 log = logging.getLogger("spark_jobs.stream")
 RUN_FILE = "run_id"
 DEFINITIONS_FILE = "definitions.json"
+LAYOUT_FILE = "state_layout"
 
 
 # --- the stateful step (runs in Spark's Python workers) --------------------------------------------
@@ -58,8 +59,8 @@ PREPARED_SCHEMA = (
     "values string, broker_ms long"
 )
 # Keys are grouped by (view, key % BUCKETS). Every call of PySpark's state API is a round trip to
-# the JVM's state server (~0.1-0.2 ms here); per key, the calls cost more than the window engine
-# itself (docs/benchmarks.md, "Stream"). So a bucket keeps its keys' windows as a log in one list
+# the JVM's state server; with a group per key, those calls took about half of the Python
+# workers' time, several times the window engine's (py-spy; docs/benchmarks.md, "Stream"). So a bucket keeps its keys' windows as a log in one list
 # state (appended once per micro-batch, compacted when mostly superseded) and one index value
 # (each key's next expiry, the bucket's one timer, a version token); a worker keeps the windows it
 # last wrote in memory and reuses them while the stored token still matches. Changing BUCKETS
@@ -350,7 +351,7 @@ def _check_definitions(checkpoint: str, views: list) -> None:
     same for another layout of the state (another version of this job)."""
     path = Path(checkpoint) / DEFINITIONS_FILE
     current = {v.name: v.definition_hash for v in views}
-    layout = Path(checkpoint) / "state_layout"
+    layout = Path(checkpoint) / LAYOUT_FILE
     if path.exists() and (not layout.exists() or layout.read_text() != STATE_LAYOUT):
         raise SettingsError(
             f"checkpoint {checkpoint} holds window state of another layout than this job's "

@@ -316,9 +316,11 @@ class Sinks:
                 )
 
     def landing(self, frame, batch_id: int) -> None:
-        """Each partition of the micro-batch lands its messages from its Python worker (INSERT
-        IGNORE, one transaction per partition), so the decoding and escaping run in parallel
-        and outside the driver, whose one interpreter also runs the velocity sink."""
+        """The micro-batch's messages are landed from the Python workers (INSERT IGNORE, one
+        transaction per Arrow batch of a partition), so the decoding and escaping run in
+        parallel and outside the driver, whose one interpreter also runs the velocity sink. A
+        replayed micro-batch lands nothing twice (the event id is the key), though `landed`
+        counts it again."""
         config, batch_rows = self.db.offline_store_config(), self.db.write_batch_rows
 
         def land(frames):

@@ -144,6 +144,13 @@ def _combine(function: str, column: str, parts: list[Any], events: list[Event]) 
     job's hot loop (see docs/benchmarks.md, Stream)."""
     if function == "count":
         return sum(parts) + len(events)
+    if function == "last":
+        best = max((p for p in parts if p is not None), default=None, key=lambda p: (p[0], p[1]))
+        for e in events:
+            value = e.values.get(column)
+            if value is not None and (best is None or (e.ts, e.event_id) >= (best[0], best[1])):
+                best = [e.ts, e.event_id, value]
+        return None if best is None else best[2]
     values = [v for e in events if (v := e.values.get(column)) is not None]
     if function in ("sum", "mean"):
         num, den, count = 0, 1, 0
@@ -161,13 +168,6 @@ def _combine(function: str, column: str, parts: list[Any], events: list[Event]) 
         return min(candidates) if function == "min" else max(candidates)
     if function == "count_distinct":
         return len(set().union(*parts, (json.dumps(v) for v in values)))
-    if function == "last":
-        best = max((p for p in parts if p is not None), default=None, key=lambda p: (p[0], p[1]))
-        for e in events:
-            value = e.values.get(column)
-            if value is not None and (best is None or (e.ts, e.event_id) >= (best[0], best[1])):
-                best = [e.ts, e.event_id, value]
-        return None if best is None else best[2]
     raise AssertionError(function)
 
 

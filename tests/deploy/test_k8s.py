@@ -425,6 +425,9 @@ def test_the_stream_job_and_serving_reach_the_broker_and_keep_their_checkpoints(
         labels = stream[role]["labels"]
         assert allowed(docs, labels, "Egress", 6379, broker_pod), role
         assert allowed(docs, broker_pod, "Ingress", 6379, labels), role
+        # Both write TiDB: the driver the velocity rows, the executors the landed raw events.
+        assert labels.get("platform.fraud/tidb-client") == "true", role
+        assert allowed(docs, labels, "Egress", 4000) and allowed(docs, labels, "Egress", 53), role
     (pvc,) = [
         d
         for d in docs
