@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -69,11 +70,12 @@ def start_stream_job() -> subprocess.Popen:
 
 
 def credential_stuffing_burst(call) -> None:
-    """Failed logins for one account from 20 IPs within 40 s, through POST /v1/events, then the
-    account_takeover score and its velocity features until the stream has counted them."""
+    """Failed logins for one account from 20 IPs within 40 s, through POST /v1/events; then the
+    account_takeover score of a login from the user's usual IP and device, before and after the
+    stream has counted the burst (only the velocity features differ)."""
     import random
 
-    user = 7
+    user, login = _quiet_user(call)
     now = dt.datetime.now(dt.UTC)
     base = int(now.timestamp() * 1000) * 1000  # event ids unique per demo run
     events = [
@@ -88,7 +90,7 @@ def credential_stuffing_burst(call) -> None:
         }
         for i in range(20)
     ]
-    before = call("/v1/models/account_takeover/predict", {"entities": [_login(user)]})
+    before = call("/v1/models/account_takeover/predict", {"entities": [login]})
     sent = time.monotonic()
     print(
         f"POST /v1/events/login: 20 failed logins for user {user} from 20 IPs ->",
@@ -96,7 +98,7 @@ def credential_stuffing_burst(call) -> None:
     )
     seen = None
     for _ in range(120):  # up to a minute
-        seen = call("/v1/models/account_takeover/predict", {"entities": [_login(user)]})
+        seen = call("/v1/models/account_takeover/predict", {"entities": [login]})
         failed = seen["predictions"][0]["features"]["failed_logins_10m"]["value"]
         if failed is not None and failed >= 20:
             break
@@ -109,13 +111,25 @@ def credential_stuffing_burst(call) -> None:
         f"(age {f['failed_logins_10m']['age_seconds']:.1f} s, stale={f['failed_logins_10m']['stale']})"
     )
     print(
-        f"  account_takeover score for user {user}: {before['predictions'][0]['score']:.3f} before, "
+        f"  account_takeover score of user {user}'s login from their usual IP and device: "
+        f"{before['predictions'][0]['score']:.3f} before the burst, "
         f"{seen['predictions'][0]['score']:.3f} after (decision {seen['predictions'][0]['decision']})"
     )
+    return user
 
 
-def _login(user: int) -> dict:
-    return {"user_id": user, "login_ip": "185.1.1.1", "login_device": "bot-0"}
+def _quiet_user(call) -> tuple[int, dict]:
+    """A user with no failed login in the last 10 minutes (the stack may hold an earlier run's
+    burst), and a login from their most common IP and device."""
+    for user in range(7, 200):
+        probe = {"user_id": user, "login_ip": "185.1.1.1", "login_device": "bot-0"}
+        f = call("/v1/models/account_takeover/predict", {"entities": [probe]})["predictions"][0]
+        f = f["features"]
+        ips, devices = (f[n]["value"] for n in ("common_ips_365d", "common_devices_365d"))
+        if f["failed_logins_10m"]["value"] in (None, 0) and ips and devices:
+            ips, devices = (json.loads(v) if isinstance(v, str) else v for v in (ips, devices))
+            return user, {"user_id": user, "login_ip": ips[0], "login_device": devices[0]}
+    raise SystemExit("no user without recent failed logins among users 7..199")
 
 
 def serve_and_predict(history_start: dt.date) -> None:
@@ -125,7 +139,12 @@ def serve_and_predict(history_start: dt.date) -> None:
 
     from devstack import free_port
 
-    since = dt.datetime.combine(history_start, dt.time(), tzinfo=dt.UTC).isoformat()
+    since = dt.datetime.combine(history_start, dt.time(), tzinfo=dt.UTC)
+    # Labels arrive days after the fraud (up to 5 days for a takeover, 2 weeks for a withdrawal):
+    # the latest week's events would mostly count as legitimate, so training stops before it.
+    until = dt.datetime.combine(
+        dt.datetime.now(dt.UTC).date(), dt.time(), tzinfo=dt.UTC
+    ) - dt.timedelta(days=7)
     for model in ("account_takeover", "withdrawal_fraud"):
         step(
             f"Train {model}",
@@ -134,7 +153,9 @@ def serve_and_predict(history_start: dt.date) -> None:
             "pipelines.train",
             model,
             "--since",
-            since,
+            since.isoformat(),
+            "--until",
+            until.isoformat(),
             "--max-negatives",
             "5000",
         )
@@ -199,11 +220,16 @@ def serve_and_predict(history_start: dt.date) -> None:
             f"  user 3 after the push: score {again['score']:.3f}  ip_seen_recently="
             f"{again['features']['ip_seen_recently']['value']}  device_is_new={again['features']['device_is_new']['value']}"
         )
-        credential_stuffing_burst(call)
-        # Then the attacker cashes out: the same withdrawal for the attacked user and another.
+        attacked = credential_stuffing_burst(call)
+        # Then a withdrawal: the same amount for the attacked user and another.
         wd = call(
             "/v1/models/withdrawal_fraud/predict",
-            {"entities": [{"user_id": 7, "amount": 2500.0}, {"user_id": 2, "amount": 2500.0}]},
+            {
+                "entities": [
+                    {"user_id": attacked, "amount": 2500.0},
+                    {"user_id": 2, "amount": 2500.0},
+                ]
+            },
         )
         for p in wd["predictions"]:
             f = p["features"]
@@ -255,6 +281,8 @@ def main() -> int:
         str(DAYS),
         "--end",
         today.isoformat(),
+        "--attack-rate",
+        "0.05",  # enough attacks in 28 days for both models to validate on
         "--replace",
     )
     before_backfill = dt.datetime.now(dt.UTC)
@@ -281,12 +309,15 @@ def main() -> int:
         end.isoformat(),
     )
     now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat()
+    # The whole backfilled range, not materialize-incremental: on a second run the registry
+    # remembers the first one's end, and the regenerated history lies before it.
     step(
         "Materialize TiDB -> Redis",
         feast_bin(),
         "-c",
         "feature_repo",
-        "materialize-incremental",
+        "materialize",
+        dt.datetime.combine(start, dt.time()).isoformat(),
         now,
     )
 

@@ -49,6 +49,7 @@ from spark_jobs.settings import (
 log = logging.getLogger("spark_jobs.stream")
 RUN_FILE = "run_id"
 DEFINITIONS_FILE = "definitions.json"
+TRIM_EVERY_S = 30.0
 LAYOUT_FILE = "state_layout"
 
 
@@ -334,6 +335,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "(tests, the demo, replays). Default: run until stopped (SIGTERM stops cleanly).",
     )
     parser.add_argument("--metrics-file", default=None, help="Append per-batch lags (JSON lines).")
+    parser.add_argument(
+        "--broker-retention-seconds",
+        type=float,
+        default=86_400.0,
+        help="Trim Redis Streams entries both queries committed and older than this "
+        "(default a day; 0 trims everything committed).",
+    )
     args = finish_args(parser, parser.parse_args(argv))
     if not args.broker:
         parser.error("--broker (or $STREAM_BROKER / $BROKER_URL) is required")
@@ -397,21 +405,54 @@ def _tips(broker: str, streams: list[str]) -> dict[str, str]:
         client.close()
 
 
-def _caught_up(query, tips: dict[str, str]) -> bool:
+def _committed(query) -> dict[str, str] | None:
+    """The broker offsets (stream -> last entry id) the query's last micro-batch committed."""
     progress = query.lastProgress
-    if not progress or query.status.get("isTriggerActive"):
-        return False
-    for source in progress.get("sources", []):
-        end = source.get("endOffset")
-        if isinstance(end, str):  # JSON, or (Python data sources) the dict's repr
-            import ast
+    if not progress or not progress.get("sources"):
+        return None
+    end = progress["sources"][0].get("endOffset")
+    if isinstance(end, str):  # JSON, or (Python data sources) the dict's repr
+        import ast
 
-            end = ast.literal_eval(end) if end.startswith("{'") else json.loads(end)
-        if not isinstance(end, dict):
-            return False
-        if any(end.get(s, "0-0") != tip for s, tip in tips.items()):
-            return False
-    return True
+        end = ast.literal_eval(end) if end.startswith("{'") else json.loads(end)
+    return end if isinstance(end, dict) else None
+
+
+def _caught_up(query, tips: dict[str, str]) -> bool:
+    if query.status.get("isTriggerActive"):
+        return False
+    end = _committed(query)
+    return end is not None and all(end.get(s, "0-0") == tip for s, tip in tips.items())
+
+
+def _entry(entry_id: str) -> tuple[int, int]:
+    millis, _, seq = entry_id.partition("-")
+    return int(millis), int(seq or 0)
+
+
+def _trim(broker: str, streams: list[str], queries: list, retention_seconds: float) -> None:
+    """Drop broker entries that both queries have committed and that are older than the
+    retention (the broker doubles as a replay buffer). Best effort: a failure waits for the next
+    round. Kafka keeps its own retention."""
+    if not broker.startswith(("redis://", "rediss://")):
+        return
+    ends = [_committed(q) for q in queries]
+    if any(end is None for end in ends):
+        return
+    import redis
+
+    floor = (int((time.time() - retention_seconds) * 1000), 0)
+    try:
+        client = redis.Redis.from_url(broker, socket_timeout=5)
+        for stream in streams:
+            committed = [end.get(stream) for end in ends]
+            if any(c is None or c == "0-0" for c in committed):
+                continue
+            # XTRIM MINID drops ids below it: the committed entry itself stays.
+            below = min(min(_entry(c) for c in committed), floor)
+            client.xtrim(stream, minid=f"{below[0]}-{below[1]}")
+    except redis.RedisError as exc:
+        log.warning("could not trim the broker: %s", exc)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -489,6 +530,7 @@ def run(args: argparse.Namespace) -> int:
     def supervise() -> None:
         queries = start_queries()
         idle_since = None
+        next_trim = time.monotonic() + TRIM_EVERY_S
         try:
             while not stopping.is_set():
                 for q in queries:
@@ -496,6 +538,9 @@ def run(args: argparse.Namespace) -> int:
                         raise RuntimeError(f"query {q.name} stopped: {q.exception()}")
                 sinks.count_late(queries[0])
                 sinks.record_progress(queries[0])
+                if time.monotonic() >= next_trim:
+                    _trim(args.broker, streams, queries, args.broker_retention_seconds)
+                    next_trim = time.monotonic() + TRIM_EVERY_S
                 if args.stop_when_idle is not None and args.broker.startswith("redis"):
                     tips = _tips(args.broker, streams)
                     if all(_caught_up(q, tips) for q in queries):
@@ -507,6 +552,7 @@ def run(args: argparse.Namespace) -> int:
                 time.sleep(0.25)
         finally:
             sinks.count_late(queries[0])
+            _trim(args.broker, streams, queries, args.broker_retention_seconds)
             for q in queries:
                 q.stop()
 

@@ -126,10 +126,12 @@ def stream_command(checkpoint: Path, *extra: str) -> list[str]:
     ]
 
 
-def run_stream(stack, checkpoint: Path, *extra: str, timeout: float = 300) -> dict:
+def run_stream(
+    stack, checkpoint: Path, *extra: str, timeout: float = 300, env: dict | None = None
+) -> dict:
     result = subprocess.run(
         stream_command(checkpoint, "--trigger-seconds", "0.5", *extra),
-        env=stack["env"],
+        env=env or stack["env"],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -509,3 +511,37 @@ def test_skew_report_measures_the_streams_lag_at_serving_time(stack, main_run):
     )
     lag = _stream_lag(store, "user_login_velocity", logged, ["user_id"])
     assert lag.tolist() == [pytest.approx((request - newer).total_seconds()), 0.0]
+
+
+def test_the_broker_is_trimmed_below_what_both_queries_committed(stack, tmp_path):
+    """Kept a day by default (the broker is also a replay buffer); with no retention, a run
+    leaves on the broker at most each stream's last entry, which both queries have committed.
+    Its own broker database and users, so the day's tests above see nothing of it."""
+    import redis
+
+    from providers.events import KINDS, MESSAGE_FIELD, encode
+
+    url = stack["env"]["BROKER_URL"].rsplit("/", 1)[0] + "/1"
+    client = redis.Redis.from_url(url)
+    now = dt.datetime.now(dt.UTC)
+    for i in range(30):
+        kind = KINDS["login"] if i % 3 else KINDS["withdrawal"]
+        fields = (
+            {"ip": "10.0.0.1", "device_id": "d", "country": "DE", "success": True}
+            if i % 3
+            else {"amount": "10.00", "destination_account": "IBAN1"}
+        )
+        event = kind.model(
+            event_id=9_000_000 + i, user_id=9_000_001 + i % 5, event_ts=now, **fields
+        )
+        client.xadd(kind.stream, {MESSAGE_FIELD: encode(event)})
+    streams = [KINDS["login"].stream, KINDS["withdrawal"].stream]
+    env = {**stack["env"], "BROKER_URL": url}
+    checkpoint = tmp_path / "ckpt"
+    totals = run_stream(stack, checkpoint, "--starting-offsets", "earliest", env=env)
+    assert totals["landed"] == 30
+    assert [client.xlen(s) for s in streams] == [20, 10]  # inside the default retention
+    run_stream(stack, checkpoint, "--broker-retention-seconds", "0", env=env)
+    assert [client.xlen(s) for s in streams] == [1, 1]  # each stream's last entry
+    landed = query(stack, "SELECT COUNT(*) AS n FROM logins WHERE login_id >= 9000000")
+    assert landed.n[0] == 20  # trimmed only after landing
