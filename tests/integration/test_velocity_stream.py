@@ -522,6 +522,7 @@ def test_the_broker_is_trimmed_below_what_both_queries_committed(stack, tmp_path
     from providers.events import KINDS, MESSAGE_FIELD, encode
 
     url = stack["env"]["BROKER_URL"].rsplit("/", 1)[0] + "/1"
+    first_id = 7_000_000_000_000  # above any id the day or the other tests use
     client = redis.Redis.from_url(url)
     now = dt.datetime.now(dt.UTC)
     for i in range(30):
@@ -531,9 +532,7 @@ def test_the_broker_is_trimmed_below_what_both_queries_committed(stack, tmp_path
             if i % 3
             else {"amount": "10.00", "destination_account": "IBAN1"}
         )
-        event = kind.model(
-            event_id=9_000_000 + i, user_id=9_000_001 + i % 5, event_ts=now, **fields
-        )
+        event = kind.model(event_id=first_id + i, user_id=9_000_001 + i % 5, event_ts=now, **fields)
         client.xadd(kind.stream, {MESSAGE_FIELD: encode(event)})
     streams = [KINDS["login"].stream, KINDS["withdrawal"].stream]
     env = {**stack["env"], "BROKER_URL": url}
@@ -543,5 +542,5 @@ def test_the_broker_is_trimmed_below_what_both_queries_committed(stack, tmp_path
     assert [client.xlen(s) for s in streams] == [20, 10]  # inside the default retention
     run_stream(stack, checkpoint, "--broker-retention-seconds", "0", env=env)
     assert [client.xlen(s) for s in streams] == [1, 1]  # each stream's last entry
-    landed = query(stack, "SELECT COUNT(*) AS n FROM logins WHERE login_id >= 9000000")
+    landed = query(stack, "SELECT COUNT(*) AS n FROM logins WHERE login_id >= %s", (first_id,))
     assert landed.n[0] == 20  # trimmed only after landing
