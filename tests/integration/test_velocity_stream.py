@@ -10,6 +10,7 @@ job (a subprocess, Spark local[2], RocksDB state) against the backfill over the 
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -382,29 +383,26 @@ def assert_run_equals_backfill(stack, run_id: str, backfill_run: str) -> None:
 def test_killed_mid_stream_it_resumes_from_its_checkpoint_without_loss_or_double_count(
     stack, backfill_run, tmp_path_factory
 ):
-    """Live traffic: the day is replayed into a fresh broker at 60 events/s while the job runs;
-    SIGKILL after three micro-batches, restart, and the result is the backfill's."""
+    """Live traffic: the day's first half is replayed into a fresh broker at 30 events/s while the
+    job runs; SIGKILL once a micro-batch is committed; the second half arrives while the job is down;
+    restart, and the result is the backfill's. The halves make sure the restarted run has work
+    whatever the machine's speed: with one live producer for the whole day, a slow start could see
+    the whole day consumed before the kill, and the restart would have nothing to prove."""
     import threading
 
     from spark_jobs import replay
 
     live = Redis(tmp_path_factory.mktemp("live-broker"), durable=True).start()
     checkpoint = tmp_path_factory.mktemp("ckpt-kill")
-    args = replay.parse_args(
-        [
-            "--start",
-            DAY.isoformat(),
-            "--end",
-            (DAY + dt.timedelta(days=1)).isoformat(),
-            "--rate",
-            "60",
-            "--batch",
-            "20",
-            "--broker",
-            live.url,
-        ]
-    )
-    producer = threading.Thread(target=replay.run, args=(args,), daemon=True)
+    noon = dt.datetime.combine(DAY, dt.time(12))
+
+    def half(start: dt.datetime, end: dt.datetime, rate: str) -> argparse.Namespace:
+        bounds = ["--start", start.isoformat(), "--end", end.isoformat()]
+        return replay.parse_args([*bounds, "--rate", rate, "--batch", "20", "--broker", live.url])
+
+    sent: list[int] = []
+    first = half(dt.datetime.combine(DAY, dt.time()), noon, "30")
+    producer = threading.Thread(target=lambda: sent.append(replay.run(first)), daemon=True)
     live_stack = {**stack, "env": {**stack["env"], "BROKER_URL": live.url}}
     try:
         producer.start()
@@ -412,13 +410,15 @@ def test_killed_mid_stream_it_resumes_from_its_checkpoint_without_loss_or_double
         try:
             _wait_for(lambda: (checkpoint / "run_id").exists(), 120, "the run id")
             run_id = stream_run_id(checkpoint)
-            _wait_for(lambda: _commits(stack, run_id) >= 3, 240, "three committed micro-batches")
+            _wait_for(lambda: _commits(stack, run_id) >= 1, 240, "a committed micro-batch")
         finally:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
         before = _commits(stack, run_id)
         assert process.returncode == -signal.SIGKILL
-        producer.join(timeout=120)  # the rest of the day is on the broker before the restart
+        producer.join(timeout=120)
+        sent.append(replay.run(half(noon, noon + dt.timedelta(hours=12), "0")))
+        assert sum(sent) == stack["sent"] and all(sent), sent
         totals = run_stream(live_stack, checkpoint)
         assert stream_run_id(checkpoint) == run_id  # the same run continues
         assert _commits(stack, run_id) > before and 0 < totals["events"] < stack["sent"]
