@@ -15,16 +15,18 @@ COPY pyproject.toml README.md ./
 COPY providers/ providers/
 COPY devstack/ devstack/
 COPY serving/ serving/
+COPY scoring/ scoring/
 COPY spark_jobs/ spark_jobs/
 COPY pipelines/ pipelines/
 # Not editable: the runtime stage gets the installed package, not the build context.
 RUN /opt/platform/bin/pip install ".[spark]"
 
 FROM ${PYTHON_IMAGE} AS runtime
-# A JRE for Spark (local mode in the driver pod; executors under the Spark Operator) and the
-# MariaDB Connector/J JDBC driver at the path spark_jobs/settings.py defaults to.
+# A JRE for Spark (local mode in the driver pod; executors under the Spark Operator), the
+# MariaDB Connector/J JDBC driver at the path spark_jobs/settings.py defaults to, and GNU OpenMP
+# (LightGBM's library links it; the slim image lacks it).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends openjdk-17-jre-headless libmariadb-java \
+ && apt-get install -y --no-install-recommends openjdk-17-jre-headless libmariadb-java libgomp1 \
  && rm -rf /var/lib/apt/lists/* \
  && groupadd --gid 10001 platform \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin platform \

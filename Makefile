@@ -72,7 +72,7 @@ status: venv ## Show whether the local stack runs
 lint: venv ## ruff (lint + format check) and mypy
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/ruff format --check .
-	@$(VENV)/bin/mypy providers devstack serving
+	@$(VENV)/bin/mypy providers devstack serving scoring
 
 test: deps venv tools venv-airflow venv-kfp lint ## Lint, then every suite: unit, integration, e2e, deploy, Airflow, Kubeflow
 	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
