@@ -1,12 +1,13 @@
 """The platform side of the Kubeflow components: each step is a command of the platform image.
 
     python -m pipelines.kubeflow.steps build-training-set --model M --as-of T --since S --until U --out DIR
-    python -m pipelines.kubeflow.steps train --training-set DIR --out DIR
+    python -m pipelines.kubeflow.steps train --training-set DIR --out DIR [--algorithm gbdt] [--target-fpr 0.01]
     python -m pipelines.kubeflow.steps materialize --until T
 
 A training set is a directory (training_set.parquet + meta.json: features, as_of, feature runs,
 saved dataset): the content of a KFP Dataset artifact. `train` writes the model artefact
-(serving/model.py, JSON) into the Model artifact's directory, as `<model>/current.json`.
+(scoring/, JSON; a GBDT's LightGBM model file beside it) into the Model artifact's directory,
+as `<model>/current.json`.
 Settings come from TIDB_* and REDIS_CONNECTION_STRING, as everywhere.
 """
 
@@ -17,7 +18,8 @@ import datetime as dt
 import sys
 from pathlib import Path
 
-from pipelines.train import MODELS, TrainingError, TrainingSet, _when
+from pipelines.fit import ALGORITHMS, DEFAULT_TARGET_FPR
+from pipelines.train import DEFAULT_ALGORITHM, MODELS, TrainingError, TrainingSet, _fraction, _when
 from spark_jobs.settings import positive_int
 
 
@@ -39,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     fit = commands.add_parser("train", help="fit and validate a model on a training set")
     fit.add_argument("--training-set", type=Path, required=True)
     fit.add_argument("--out", type=Path, required=True)
+    fit.add_argument("--algorithm", choices=ALGORITHMS, default=DEFAULT_ALGORITHM)
+    fit.add_argument("--target-fpr", type=_fraction, default=DEFAULT_TARGET_FPR)
 
     mat = commands.add_parser("materialize", help="feast materialize-incremental up to --until")
     mat.add_argument("--until", type=_when, required=True)
@@ -65,12 +69,16 @@ def main(argv: list[str] | None = None) -> int:
             data.save(args.out)
             print(f"{len(data.frame)} rows, {len(data.features)} features -> {args.out}")
         elif args.command == "train":
-            from pipelines.train import fit_model, save_artefact
+            from pipelines.fit import fit_model
+            from pipelines.train import save_artefact
 
-            artefact = fit_model(TrainingSet.load(args.training_set))
+            data = TrainingSet.load(args.training_set)
+            artefact = fit_model(data, algorithm=args.algorithm, target_fpr=args.target_fpr)
             path = save_artefact(artefact, args.out)
+            m = artefact.metrics
             print(
-                f"{artefact.model} {artefact.version}: ROC AUC {artefact.metrics.roc_auc} -> {path}"
+                f"{artefact.model} {artefact.version} ({artefact.format}): ROC AUC {m.roc_auc}, "
+                f"recall {m.recall_at_target_fpr} at FPR {m.fpr_at_threshold} -> {path}"
             )
         else:
             from feast import FeatureStore
