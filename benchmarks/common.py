@@ -150,7 +150,8 @@ def stack(keep: bool = False) -> Iterator[dict[str, str]]:
     try:
         mariadb = MariaDB(base / "mariadb", buffer_pool=BUFFER_POOL).start()
         redis = Redis(base / "redis").start()
-        yield {**mariadb.env(), **redis.env()}
+        # the pid file: the online benchmark hangs this Redis (SIGSTOP) to measure an outage
+        yield {**mariadb.env(), **redis.env(), "BENCH_REDIS_PID_FILE": str(redis.pid_file)}
     finally:
         for server in (redis, mariadb):
             if server is not None:

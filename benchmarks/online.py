@@ -29,6 +29,7 @@ import json
 import math
 import os
 import random
+import secrets
 import signal
 import subprocess
 import sys
@@ -38,11 +39,14 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, header, stack
 from devstack import free_port
+from serving.keys import digest
 
 PY = sys.executable
 FEAST = str(Path(PY).parent / "feast")
 REPO = ROOT / "feature_repo"
 SERVICE = "withdrawal_fraud"
+KEY = secrets.token_urlsafe(32)  # our endpoint's API key for this run (feast serve ignores it)
+HANG_SECONDS = 8
 END = "2026-03-01"
 
 WRK_SCRIPT = """
@@ -50,7 +54,8 @@ local bodies = {%(bodies)s}
 local i = math.random(#bodies)
 request = function()
   i = i %% #bodies + 1
-  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json"}, bodies[i])
+  return wrk.format("POST", "%(path)s", {["Content-Type"] = "application/json",
+                    ["Authorization"] = "Bearer %(key)s"}, bodies[i])
 end
 done = function(summary, latency, requests)
   local e = summary.errors
@@ -195,10 +200,10 @@ def cross_check(ours: Server, feast: Server, sample: list[dict]) -> int:
         # registry's pymysql connection as several workers start at once); gunicorn restarts them.
         for _ in range(9):
             try:
-                return httpx.post(url, json=body, timeout=30)
+                return httpx.post(url, json=body, timeout=30, headers=AUTH)
             except httpx.TransportError:
                 time.sleep(1)
-        return httpx.post(url, json=body, timeout=30)
+        return httpx.post(url, json=body, timeout=30, headers=AUTH)
 
     checked = 0
     for entity in sample:
@@ -226,18 +231,57 @@ def cross_check(ours: Server, feast: Server, sample: list[dict]) -> int:
     return checked
 
 
-def wrk(
-    url: str, path: str, bodies: list[dict], concurrency: int, min_requests: int, work: Path
-) -> dict:
-    """Run wrk long enough for `min_requests` (a 3 s probe sizes the run); returns its summary."""
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def _wrk_script(url: str, path: str, bodies: list[dict], work: Path) -> Path:
     lua = work / f"wrk_{abs(hash((url, path)))}.lua"
     lua.write_text(
         WRK_SCRIPT
         % {
             "bodies": ", ".join(json.dumps(json.dumps(b)) for b in bodies),
             "path": path,
+            "key": KEY,
         }
     )
+    return lua
+
+
+def outage(url: str, path: str, bodies: list[dict], pid_file: str, work: Path) -> dict:
+    """wrk at concurrency 8 for 20 s while Redis hangs (SIGSTOP: connections accepted, nothing
+    answered) from 4 s to 4 + HANG_SECONDS s: the latency of every request, 503s included."""
+    import threading
+
+    lua = _wrk_script(url, path, bodies, work)
+    pid = int(Path(pid_file).read_text())
+
+    def hang() -> None:
+        time.sleep(4)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            time.sleep(HANG_SECONDS)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    hanger = threading.Thread(target=hang)
+    hanger.start()
+    try:
+        out = subprocess.run(
+            ["wrk", "-t", "2", "-c", "8", "-d", "20s", "--timeout", "10s", "-s", str(lua), url],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        hanger.join()
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def wrk(
+    url: str, path: str, bodies: list[dict], concurrency: int, min_requests: int, work: Path
+) -> dict:
+    """Run wrk long enough for `min_requests` (a 3 s probe sizes the run); returns its summary."""
+    lua = _wrk_script(url, path, bodies, work)
     threads = str(min(concurrency, 2))
 
     def once(seconds: int) -> dict:
@@ -410,6 +454,9 @@ def main(argv: list[str] | None = None) -> int:
                 "SERVING_MODELS": json.dumps([SERVICE]),
                 "SERVING_WORKERS": str(args.serving_workers),
                 "SERVING_ACCESS_LOG": "false",
+                "SERVING_API_KEYS": json.dumps(
+                    {"bench": {"sha256": digest(KEY), "scopes": ["predict"]}}
+                ),
             },
             ours_port,
             "/readyz",
@@ -510,6 +557,22 @@ def main(argv: list[str] | None = None) -> int:
                     (a["rps"] >= 2 * b["rps"]) if gated else None,
                 )
                 result.ratio(f"p99 ours/floor c={c}", a["p99_ms"] / f["p99_ms"])
+            print(f"-- Redis hung for {HANG_SECONDS} s under load (c=8)", flush=True)
+            hung = outage(
+                ours.url,
+                f"/v1/models/{SERVICE}/predict",
+                [ours_body(e) for e in sample],
+                services["BENCH_REDIS_PID_FILE"],
+                work,
+            )
+            result.add(
+                f"ours c=8, Redis hung {HANG_SECONDS} s",
+                concurrency=8,
+                non_2xx=hung["status_errors"],
+                socket_errors=hung["socket_errors"],
+                max_ms=hung["max_us"] / 1000,
+                **row(hung),
+            )
         finally:
             ours.stop()
             if feast is not None:

@@ -8,4 +8,6 @@ user = Entity(
     join_keys=["user_id"],
     value_type=ValueType.INT64,
     description="An account holder. Every feature here describes a user, whatever event is scored.",
+    # Serving's request schema for the join key (serving/schemas.py): a positive integer.
+    tags={"request.ge": "1"},
 )

@@ -17,13 +17,21 @@ from realtime_features import user_last_login
 
 login_request = RequestSource(
     name="login_request",
-    schema=[Field(name="login_ip", dtype=String), Field(name="login_device", dtype=String)],
+    # `request.*` tags: how serving validates the field in a prediction request (serving/schemas.py)
+    schema=[
+        Field(name="login_ip", dtype=String, tags={"request.format": "ip"}),
+        Field(
+            name="login_device",
+            dtype=String,
+            tags={"request.min_length": "1", "request.max_length": "64"},
+        ),
+    ],
     description="The login being scored.",
 )
 
 amount_request = RequestSource(
     name="amount_request",
-    schema=[Field(name="amount", dtype=Float64)],
+    schema=[Field(name="amount", dtype=Float64, tags={"request.gt": "0", "request.lt": "1e9"})],
     description="The amount of the transaction or withdrawal being scored.",
 )
 

@@ -35,9 +35,10 @@ user_last_login = FeatureView(
     entities=[user],
     ttl=timedelta(days=90),
     schema=[
-        Field(name="last_login_ip", dtype=String),
-        Field(name="last_login_device", dtype=String),
-        Field(name="last_login_country", dtype=String),
+        # `request.*` tags: how serving validates a push (serving/schemas.py), as the table stores it
+        Field(name="last_login_ip", dtype=String, tags={"request.format": "ip"}),
+        Field(name="last_login_device", dtype=String, tags={"request.max_length": "64"}),
+        Field(name="last_login_country", dtype=String, tags={"request.pattern": "^[A-Z]{2}$"}),
         Field(name="recent_ips", dtype=Array(String)),
     ],
     source=login_push,
@@ -52,7 +53,7 @@ user_last_transaction = FeatureView(
     ttl=timedelta(days=90),
     schema=[
         Field(name="last_txn_amount", dtype=Float64),
-        Field(name="last_txn_merchant", dtype=String),
+        Field(name="last_txn_merchant", dtype=String, tags={"request.max_length": "32"}),
     ],
     source=transaction_push,
     online=True,

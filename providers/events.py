@@ -58,7 +58,11 @@ class _Event(BaseModel):
 
 
 class LoginEvent(_Event):
-    ip: str = Field(min_length=2, max_length=45)
+    ip: str = Field(
+        min_length=2,
+        max_length=45,
+        json_schema_extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]},
+    )
     device_id: str = Field(min_length=1, max_length=64)
     country: str = Field(pattern=r"^[A-Z]{2}$")
     success: StrictBool

@@ -204,3 +204,33 @@ def progress_key(project: str) -> bytes:
     it in the same round trip as the features: a velocity value is as fresh as this, not as its
     row's own time (an idle user's count of zero is current while the stream runs)."""
     return f"feature_platform:stream_progress:{project}".encode()
+
+
+def loaded_key(project: str) -> bytes:
+    """The hash where materialization records, per feature view, that the view was loaded
+    (`mark_loaded`). It lives in the online store, so it vanishes with the data: after a Redis
+    restart without persistence, or a flush, serving sees the views are not loaded instead of
+    serving empty values, and the next materialization loads them whole (TiDBRedisEngine)."""
+    return f"feature_platform:loaded:{project}".encode()
+
+
+def decode_value(blob: bytes | None) -> tuple[object, bool]:
+    """(Python value, present) of a stored ValueProto; an absent or empty one is (None, False)."""
+    if not blob:
+        return None, False
+    from feast.type_map import feast_value_type_to_python_type
+
+    proto = Value()
+    proto.ParseFromString(blob)
+    if proto.WhichOneof("val") is None:
+        return None, False
+    return feast_value_type_to_python_type(proto), True
+
+
+def decode_seconds(blob: bytes | None) -> int:
+    """The whole seconds of a stored event time (0 when absent)."""
+    if not blob:
+        return 0
+    stamp = Timestamp()
+    stamp.ParseFromString(blob)
+    return stamp.seconds

@@ -161,7 +161,12 @@ def serve_and_predict(history_start: dt.date) -> None:
         )
     stream = start_stream_job()
     port = free_port()
-    env = {**os.environ, "SERVING_PORT": str(port)}
+    # A key made for this run (SHA-256 in the server's settings, the key in this process only)
+    from serving.keys import new as new_key
+
+    key, entry = new_key(["predict", "ingest", "admin"])
+    keys = {"demo": {"sha256": entry.sha256, "scopes": sorted(entry.scopes)}}
+    env = {**os.environ, "SERVING_PORT": str(port), "SERVING_API_KEYS": json.dumps(keys)}
     print(f"\n== Serve: python -m serving (127.0.0.1:{port})", flush=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "serving"],
@@ -175,7 +180,9 @@ def serve_and_predict(history_start: dt.date) -> None:
     def call(path: str, body: dict | None = None) -> dict:
         data = json.dumps(body).encode() if body is not None else None
         request = urllib.request.Request(
-            base + path, data=data, headers={"Content-Type": "application/json"}
+            base + path,
+            data=data,
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {key}"},
         )
         with urllib.request.urlopen(request, timeout=30) as response:
             return json.loads(response.read())

@@ -5,7 +5,7 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from serving.app import create_app
+from serving.main import create_app
 from serving.settings import Settings
 
 
@@ -15,12 +15,12 @@ def main() -> int:
     except ValidationError as exc:
         for error in exc.errors():
             name = "SERVING_" + "_".join(str(part) for part in error["loc"]).upper()
-            print(f"error: {name}: {error['msg']}", file=sys.stderr)
+            print(f"error: {name.rstrip('_') or 'SERVING'}: {error['msg']}", file=sys.stderr)
         return 2
     # One worker: this process serves the app. More: each worker process builds its own app from
     # the same SERVING_* environment.
     uvicorn.run(
-        create_app(settings) if settings.workers == 1 else "serving.app:create_app",
+        create_app(settings) if settings.workers == 1 else "serving.main:create_app",
         factory=settings.workers > 1,
         workers=settings.workers,
         host=settings.host,

@@ -11,6 +11,18 @@ from feast import FeatureStore
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
 
+class NotLoaded(RuntimeError):
+    """The online store has no load marker for these views (feast_redis.loaded_key): it lost its
+    data, or was never materialized. Serving refuses to score rather than score empty values."""
+
+    def __init__(self, views: list[str]):
+        super().__init__(
+            f"the online store is not loaded for views {views}: it was restarted or flushed, "
+            "or never materialized; the next `feast materialize-incremental` reloads them whole"
+        )
+        self.views = views
+
+
 @dataclass(frozen=True)
 class ServedFeature:
     value: Any
@@ -69,7 +81,7 @@ def freshness_budgets(store: FeatureStore, service: str) -> dict[str, float]:
     svc = store.get_feature_service(service)
     budgets: dict[str, float] = {}
     for projection in svc.feature_view_projections:
-        view = _any_view(store, projection.name)
+        view = any_view(store, projection.name)
         budget = float((view.tags or {}).get("freshness_budget_seconds", "inf")) if view else INF
         budgets.update({f.name: budget for f in projection.features})
     return budgets
@@ -78,7 +90,31 @@ def freshness_budgets(store: FeatureStore, service: str) -> dict[str, float]:
 INF = float("inf")
 
 
-def _any_view(store: FeatureStore, name: str):
+def served_views(store: FeatureStore, services: list[str]) -> set[str]:
+    """The names (as stored in Redis) of the feature views the services read from the online
+    store: the views whose load markers readiness requires."""
+    from feast.on_demand_feature_view import OnDemandFeatureView
+
+    names = set()
+    for service in services:
+        for projection in store.get_feature_service(service).feature_view_projections:
+            view = any_view(store, projection.name)
+            if view is not None and not isinstance(view, OnDemandFeatureView):
+                names.add(view.name)
+    return names
+
+
+def _arrow_types() -> dict[Any, Any]:
+    import pyarrow as pa
+    from feast.value_type import ValueType
+
+    return {ValueType.INT64: pa.int64(), ValueType.INT32: pa.int32(), ValueType.STRING: pa.string()}
+
+
+_ARROW = _arrow_types()
+
+
+def any_view(store: FeatureStore, name: str):
     getters = (
         store.get_feature_view,
         store.get_stream_feature_view,
@@ -102,6 +138,7 @@ class _ViewRead:
     fields: tuple[bytes | str, ...]  # the features' hash fields, then the timestamp field
     budget: float
     streamed: bool = False  # a stream view: fresh up to the stream's progress (feast_redis)
+    marker: str = ""  # the view's name in the load markers (feast_redis.loaded_key)
 
 
 @dataclass(frozen=True)
@@ -148,9 +185,10 @@ class OnlineReader:
         return self._plans[service]
 
     def _build(self, service: str) -> _Plan | None:
-        from feast.infra.online_stores.helpers import _mmh3
         from feast.infra.online_stores.redis import RedisOnlineStoreConfig
         from feast.on_demand_feature_view import OnDemandFeatureView
+
+        from providers.feast_redis import view_fields
 
         if not isinstance(self.store.config.online_store, RedisOnlineStoreConfig):
             return None
@@ -158,7 +196,7 @@ class OnlineReader:
         budgets = freshness_budgets(self.store, service)
         views, on_demand = [], []
         for projection in svc.feature_view_projections:
-            view = _any_view(self.store, projection.name)
+            view = any_view(self.store, projection.name)
             features = tuple(f.name for f in projection.features)
             if view is None:
                 return None
@@ -175,10 +213,11 @@ class OnlineReader:
                 (c.name, join_map.get(c.name, c.name), c.dtype.to_value_type())
                 for c in view.entity_columns
             )
-            fields = tuple(_mmh3(f"{name}:{f}") for f in features) + (f"_ts:{name}",)
+            ts_field, hashed = view_fields(name, features)
+            fields: tuple[bytes | str, ...] = (*hashed, ts_field)
             budget = min((budgets.get(f, INF) for f in features), default=INF)
             streamed = bool(getattr(view, "aggregations", None))
-            views.append(_ViewRead(name, join_keys, features, fields, budget, streamed))
+            views.append(_ViewRead(name, join_keys, features, fields, budget, streamed, view.name))
         return _Plan(tuple(views), tuple(on_demand), time.monotonic())
 
     def refresh_if_due(self, service: str) -> bool:
@@ -222,34 +261,41 @@ class OnlineReader:
         self, service: str, entity_rows: list[dict[str, Any]]
     ) -> list[dict[str, ServedFeature]]:
         """Per row: feature name -> served value with status, age and staleness."""
-        from feast.infra.key_encoding_utils import serialize_entity_key
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-        from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
-        from google.protobuf.timestamp_pb2 import Timestamp
+        import pyarrow as pa
 
-        from providers.feast_redis import progress_key
+        from providers.feast_redis import (
+            decode_seconds,
+            decode_value,
+            entity_keys,
+            loaded_key,
+            progress_key,
+        )
 
         plan = self._plan(service)
         assert plan is not None, f"{service} is read through FeatureClient"
-        project = self.store.project.encode("utf-8")
+        project = self.store.project
         version = self.store.config.entity_key_serialization_version
         client = await self._redis()
         async with client.pipeline(transaction=False) as pipe:
             for view in plan.views:
-                for row in entity_rows:
-                    key = EntityKey(
-                        join_keys=[k for k, _, _ in view.join_keys],
-                        entity_values=[
-                            python_values_to_proto_values([row[column]], value_type)[0]
-                            for _, column, value_type in view.join_keys
-                        ],
-                    )
-                    pipe.hmget(serialize_entity_key(key, version) + project, view.fields)
+                columns = [
+                    pa.array([row[column] for row in entity_rows], _ARROW.get(value_type))
+                    for _, column, value_type in view.join_keys
+                ]
+                names = [(key, value_type) for key, _, value_type in view.join_keys]
+                for key in entity_keys(columns, names, project, version):
+                    pipe.hmget(key, view.fields)
             streamed = [v.name for v in plan.views if v.streamed]
             if streamed:  # the stream's progress, in the same round trip
-                pipe.hmget(progress_key(self.store.project), streamed)
+                pipe.hmget(progress_key(project), streamed)
+            if plan.views:  # and the views' load markers
+                pipe.hmget(loaded_key(project), [v.marker for v in plan.views])
             replies = await pipe.execute()
+        if plan.views:
+            marks = replies.pop()
+            missing = [v.marker for v, mark in zip(plan.views, marks, strict=True) if not mark]
+            if missing:
+                raise NotLoaded(missing)
         progress = dict(zip(streamed, replies.pop(), strict=True)) if streamed else {}
 
         now = time.time()
@@ -259,21 +305,12 @@ class OnlineReader:
         for view in plan.views:
             for i, _ in enumerate(entity_rows):
                 *raw, raw_ts = next(replies_iter)
-                ts = 0
-                vouched: float = 0  # the row's time, or the stream's progress past it
-                if raw_ts:
-                    stamp = Timestamp()
-                    stamp.ParseFromString(raw_ts)
-                    ts = vouched = stamp.seconds
-                    if progress.get(view.name):  # complete up to the stream's watermark
-                        vouched = max(ts, int(progress[view.name]) / 1e6)
+                ts = decode_seconds(raw_ts)
+                vouched: float = ts  # the row's time, or the stream's progress past it
+                if ts and progress.get(view.name):  # complete up to the stream's watermark
+                    vouched = max(ts, int(progress[view.name]) / 1e6)
                 for name, blob in zip(view.features, raw, strict=True):
-                    value, present = None, False
-                    if blob:
-                        proto = Value()
-                        proto.ParseFromString(blob)
-                        present = proto.WhichOneof("val") is not None
-                        value = feast_value_type_to_python_type(proto)
+                    value, present = decode_value(blob)
                     # never negative: a producer's clock may run up to 5 minutes ahead
                     age = max(0.0, now - vouched) if (present and ts > 0) else None
                     rows[i][name] = ServedFeature(

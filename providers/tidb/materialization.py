@@ -122,6 +122,72 @@ class _ViewRows:
             self.ended = self.pipe.recv_bytes()[:1] == _END
 
 
+class _LoadMarks:
+    """The online store's load markers (feast_redis.loaded_key), one per feature view.
+
+    A view without a marker has lost its data (Redis restarted without persistence, or was
+    flushed) or was never loaded, so its task is widened to the view's whole TTL (or all
+    history when the view has none): `feast materialize-incremental` then reloads it whole
+    instead of writing only the new interval over an empty store. A view is marked once its
+    job succeeded, unless Redis restarted meanwhile (its run_id changed: what was written before
+    the restart is gone)."""
+
+    def __init__(self, client: Any, project: str):
+        self.client = client
+        self.key = feast_redis.loaded_key(project)
+        self.run_id = self._run_id()
+        self.loaded = {k.decode() if isinstance(k, bytes) else k for k in client.hkeys(self.key)}
+
+    @classmethod
+    def of(cls, engine: TiDBRedisEngine) -> _LoadMarks | None:
+        from feast.infra.online_stores.redis import RedisOnlineStoreConfig
+
+        config = engine.repo_config
+        if not isinstance(config.online_store, RedisOnlineStoreConfig):
+            return None
+        client = engine.online_store._get_client(config.online_store)  # type: ignore[attr-defined]
+        return cls(client, config.project)
+
+    def whole_if_unloaded(self, task: MaterializationTask) -> MaterializationTask:
+        import dataclasses
+        import datetime as dt
+
+        view = task.feature_view
+        if view.name in self.loaded or task.start_time is None:
+            return task
+        ttl = getattr(view, "ttl", None)
+        start = task.end_time - ttl if ttl else dt.datetime(1970, 1, 2, tzinfo=dt.UTC)
+        if start >= task.start_time:
+            return task
+        log.warning(
+            "%s has no load marker in the online store (restarted, flushed or never loaded): "
+            "materializing it from %s, not %s",
+            view.name,
+            start.isoformat(),
+            task.start_time.isoformat(),
+        )
+        return dataclasses.replace(task, start_time=start)
+
+    def _run_id(self) -> Any:
+        """The server's run id (a new one per start); a cluster answers per node: all of them."""
+        info = self.client.info("server")
+        return info.get("run_id") or sorted(
+            str(v.get("run_id")) for v in info.values() if isinstance(v, dict)
+        )
+
+    def mark(self, tasks: list[MaterializationTask], jobs: list[Any]) -> None:
+        if self._run_id() != self.run_id:
+            log.warning("the online store restarted during materialization: nothing marked loaded")
+            return
+        done = {
+            task.feature_view.name: task.end_time.isoformat()
+            for task, job in zip(tasks, jobs, strict=True)
+            if job is not None and job.status() == MaterializationJobStatus.SUCCEEDED
+        }
+        if done:
+            self.client.hset(self.key, mapping=done)
+
+
 class TiDBRedisEngine(LocalComputeEngine):
     """Feast's local engine, with a fast path for TiDB feature views materialized into Redis."""
 
@@ -145,11 +211,17 @@ class TiDBRedisEngine(LocalComputeEngine):
     ) -> list[Any]:
         tasks = [tasks] if isinstance(tasks, MaterializationTask) else list(tasks)
         kwargs.pop("lineage_parent", None)
+        marks = _LoadMarks.of(self)
+        if marks is not None:
+            tasks = [marks.whole_if_unloaded(t) for t in tasks]
         fast = [t for t in tasks if self._fast_path(t)]
         done: dict[int, LocalMaterializationJob] = {}
         if self.processes > 1 and len(fast) > 1:
             done = self._materialize_forked(registry, fast)
-        return [done.get(id(t)) or self._materialize_one(registry, t, **kwargs) for t in tasks]
+        jobs = [done.get(id(t)) or self._materialize_one(registry, t, **kwargs) for t in tasks]
+        if marks is not None:
+            marks.mark(tasks, jobs)
+        return jobs
 
     def _materialize_forked(
         self, registry: BaseRegistry, tasks: list[MaterializationTask]

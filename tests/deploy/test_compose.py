@@ -68,18 +68,28 @@ def test_same_variables_as_the_local_stack(compose, tmp_path):
         assert local <= set(service["environment"]), name
 
 
-def test_serving_port_health_and_settings_match_the_code(compose, monkeypatch):
-    from serving.app import create_app
+def test_serving_port_health_and_settings_match_the_code(compose, monkeypatch, tmp_path):
+    import json
+
+    from serving.routes.health import router
     from serving.settings import Settings
+    from tests.utils.auth import api_keys
 
     serving = compose["services"]["serving"]
     for key, value in serving["environment"].items():
         if key.startswith("SERVING_"):
             monkeypatch.setenv(key, value)
+    # the API keys come from a compose secret, at the path the settings read
+    (secret,) = serving["secrets"]
+    assert serving["environment"]["SERVING_API_KEYS_FILE"] == f"/run/secrets/{secret}"
+    assert compose["secrets"][secret]["file"].startswith("./secrets/")
+    keys = tmp_path / "api_keys.json"
+    keys.write_text(json.dumps(api_keys()))
+    monkeypatch.setenv("SERVING_API_KEYS_FILE", str(keys))
     settings = Settings()
     assert settings.host == "0.0.0.0" and f"{settings.port}:{settings.port}" in serving["ports"]
     assert str(settings.models_dir) in {v.split(":")[1] for v in serving["volumes"]}
-    routes = {r.path for r in create_app(settings).routes}
+    routes = {r.path for r in router.routes}
     probe = " ".join(serving["healthcheck"]["test"])
     assert re.search(rf"127\.0\.0\.1:{settings.port}(/\w+)", probe).group(1) in routes
     assert serving["depends_on"]["init"]["condition"] == "service_completed_successfully"

@@ -199,11 +199,10 @@ def test_every_container_has_limits_and_runs_locked_down(overlay):
 
 
 def test_long_running_workloads_have_probes_on_real_routes(overlay):
-    from serving.app import create_app
-    from serving.settings import Settings
+    from serving.routes.health import router
 
     name, docs = overlay
-    routes = {r.path for r in create_app(Settings()).routes}
+    routes = {r.path for r in router.routes}
     for owner, spec in pod_specs(docs):
         if not owner.startswith(("Deployment", "StatefulSet")):
             continue
@@ -270,6 +269,7 @@ def test_the_rendered_configuration_loads_in_feast_and_serving(overlay, monkeypa
     from feast.repo_config import load_repo_config
 
     from serving.settings import Settings
+    from tests.utils.auth import api_keys
 
     name, docs = overlay
     text = config_map(docs, "feature-store")["feature_store.yaml"]
@@ -300,7 +300,7 @@ def test_the_rendered_configuration_loads_in_feast_and_serving(overlay, monkeypa
     )
     assert config.offline_store.tls is (env["TIDB_TLS"] == "true")
     assert config.offline_store.tls_ca == (env["TIDB_TLS_CA"] or None)
-    settings = Settings()
+    settings = Settings(api_keys=api_keys())  # the keys: test_serving_reads_its_api_keys_from...
     (serving,) = [
         d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "serving"
     ]
@@ -483,3 +483,21 @@ def test_network_policies_let_the_platform_reach_tidb_and_redis(overlay):
         pd = {**tidb_pods[0], "app.kubernetes.io/component": "pd"}
         assert allowed(docs, pd, "Ingress", 2379, tidb_pods[0])
         assert allowed(docs, tidb_pods[0], "Egress", 2379, pd)
+
+
+def test_serving_reads_its_api_keys_from_a_secret(overlay):
+    """Serving does not start without keys; the Deployment mounts them from a Secret at the
+    path SERVING_API_KEYS_FILE names."""
+    name, docs = overlay
+    (serving,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "serving"
+    ]
+    spec = serving["spec"]["template"]["spec"]
+    (c,) = spec["containers"]
+    path = {e["name"]: e.get("value") for e in c["env"]}["SERVING_API_KEYS_FILE"]
+    mounts = {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    (volume,) = [v for v in mounts if path.startswith(mounts[v] + "/")]
+    secret = volumes[volume]["secret"]
+    assert secret["secretName"] == "serving-api-keys", name
+    assert {i["path"] for i in secret["items"]} == {path.rsplit("/", 1)[1]}, name

@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from devstack import free_port
+from tests.utils.auth import api_keys, headers
 from tests.utils.jobs import feast
 from tests.utils.tables import rows
 
@@ -54,6 +55,7 @@ def server(env, tmp_path):
         "SERVING_PORT": str(port),
         "SERVING_MODELS_DIR": str(tmp_path / "models"),
         "SERVING_LOG_FLUSH_SECONDS": "30",  # nothing is flushed before shutdown: tests the drain
+        "SERVING_API_KEYS": json.dumps(api_keys()),
     }
     log = open(tmp_path / "serving.log", "w")  # noqa: SIM115 - closed below
     process: subprocess.Popen | None = None
@@ -115,7 +117,10 @@ def test_events_to_served_predictions_to_skew_report(env, server, db, tmp_path):
     started = dt.datetime.now(dt.UTC)
     logins = [{"user_id": u, "login_ip": "192.0.2.50", "login_device": "d-e2e"} for u in (1, 2)]
     response = httpx.post(
-        f"{url}/v1/models/account_takeover/predict", json={"entities": logins}, timeout=30
+        f"{url}/v1/models/account_takeover/predict",
+        json={"entities": logins},
+        timeout=30,
+        headers=headers(),
     )
     assert response.status_code == 200, response.text
     predictions = response.json()["predictions"]
@@ -132,10 +137,15 @@ def test_events_to_served_predictions_to_skew_report(env, server, db, tmp_path):
         "recent_ips": ["192.0.2.50"],
         "event_ts": dt.datetime.now(dt.UTC).isoformat(),
     }
-    pushed = httpx.post(f"{url}/v1/push/login_push", json={"events": [event]}, timeout=30)
+    pushed = httpx.post(
+        f"{url}/v1/push/login_push", json={"events": [event]}, timeout=30, headers=headers()
+    )
     assert pushed.status_code == 200, pushed.text
     again = httpx.post(
-        f"{url}/v1/models/account_takeover/predict", json={"entities": logins[:1]}, timeout=30
+        f"{url}/v1/models/account_takeover/predict",
+        json={"entities": logins[:1]},
+        timeout=30,
+        headers=headers(),
     ).json()["predictions"][0]
     assert again["features"]["last_login_ip"]["value"] == "192.0.2.50"
     assert again["features"]["ip_seen_recently"]["value"] is True  # the push is served at once
@@ -143,6 +153,7 @@ def test_events_to_served_predictions_to_skew_report(env, server, db, tmp_path):
         f"{url}/v1/models/withdrawal_fraud/predict",
         json={"entities": [{"user_id": 1, "amount": "lots"}]},
         timeout=30,
+        headers=headers(),
     )
     assert bad.status_code == 422
 

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from devstack import Redis
 from providers.events import KINDS, MESSAGE_FIELD, decode
+from tests.utils.auth import api_keys, headers
 
 pytestmark = pytest.mark.usefixtures("stack")
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=123456)
@@ -43,16 +44,19 @@ def held(broker: Redis, stream: str) -> list[dict]:
 
 @pytest.fixture
 def client(stack, monkeypatch):
-    from serving.app import create_app
+    from serving.main import create_app
     from serving.settings import Settings
 
     for key, value in stack["env"].items():
         monkeypatch.setenv(key, value)
     redis_client.Redis.from_url(stack["broker"].url).flushall()
     settings = Settings(
-        models_dir=stack["models"], broker_url=stack["broker"].url, broker_timeout_seconds=1.0
+        api_keys=api_keys(),
+        models_dir=stack["models"],
+        broker_url=stack["broker"].url,
+        broker_timeout_seconds=1.0,
     )
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), headers=headers()) as c:
         yield c
 
 

@@ -12,24 +12,26 @@ import pytest
 from fastapi.testclient import TestClient
 
 from devstack import Redis
+from tests.utils.auth import api_keys, headers
 from tests.utils.jobs import feast
 from tests.utils.tables import rows
 
 
 @pytest.fixture
 def client(stack, monkeypatch):
-    from serving.app import create_app
+    from serving.main import create_app
     from serving.settings import Settings
 
     for key, value in stack["env"].items():
         monkeypatch.setenv(key, value)
     settings = Settings(
+        api_keys=api_keys(),
         models_dir=stack["models"],
         log_flush_seconds=0.2,
         broker_url=stack["broker"].url,
         broker_timeout_seconds=1.0,
     )
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), headers=headers()) as c:
         yield c
 
 
@@ -165,16 +167,16 @@ def test_push_is_served_at_once_and_kept_offline(client, db):
 
 
 def test_every_served_vector_is_logged_with_its_request_id(stack, db):
-    from serving.app import create_app
+    from serving.main import create_app
     from serving.settings import Settings
 
     with pytest.MonkeyPatch.context() as mp:
         for key, value in stack["env"].items():
             mp.setenv(key, value)
         app = create_app(
-            Settings(models_dir=stack["models"], log_flush_seconds=30)
+            Settings(api_keys=api_keys(), models_dir=stack["models"], log_flush_seconds=30)
         )  # flushed only at shutdown
-        with TestClient(app) as c:
+        with TestClient(app, headers=headers()) as c:
             out = c.post(
                 "/v1/models/withdrawal_fraud/predict",
                 json={"entities": [{"user_id": u, "amount": 10.0 * u} for u in (4, 5, 6)]},
@@ -236,22 +238,114 @@ def test_a_killed_log_writer_is_replaced_and_later_rows_are_logged(client, db):
     assert logger.process.pid != killed.pid and logger.process.is_alive()
 
 
-def test_redis_down_gives_503_fast_and_recovers_without_restart(stack, client):
+def _predict(client, entities=None):
+    return client.post(
+        "/v1/models/account_takeover/predict", json={"entities": entities or [LOGIN]}
+    )
+
+
+def _values(response) -> dict:
+    (prediction,) = response.json()["predictions"]
+    return {n: (f["value"], f["status"]) for n, f in prediction["features"].items()}
+
+
+def test_a_hung_online_store_is_a_503_within_the_deadline_never_a_hang(stack, client):
+    """SIGSTOP: Redis accepts connections and never answers (the case that hung requests)."""
     redis: Redis = stack["redis"]
+    pid = int(redis.pid_file.read_text())
+    deadline = client.app.state.settings.read_deadline_ms / 1000
+    assert _predict(client).status_code == 200  # connected before the hang
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        took = []
+        for _ in range(20):
+            started = time.monotonic()
+            response = _predict(client)
+            took.append(time.monotonic() - started)
+            assert response.status_code == 503, response.text
+            assert "did not answer" in response.json()["detail"]
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    # the deadline plus the test client's own overhead; without a deadline each request waited
+    # for the store (minutes with a stopped Redis)
+    assert max(took) < deadline + 0.5, took
+    assert _predict(client).status_code == 200
+
+
+def test_redis_lost_its_data_predictions_refused_until_materialization_reloads_it(stack, client):
+    """Redis killed and restarted empty (no persistence): 503 fast while down; then, not a 200
+    with every feature missing but a 503 naming the unloaded views, /readyz failing, until the
+    next `feast materialize-incremental` reloads the views whole (not only its new interval)."""
+    redis: Redis = stack["redis"]
+    before = _values(_predict(client))
+    assert sum(status == "PRESENT" for _, status in before.values()) > 10
     redis.stop()
     try:
         started = time.monotonic()
-        response = client.post("/v1/models/account_takeover/predict", json={"entities": [LOGIN]})
+        response = _predict(client)
         assert response.status_code == 503 and time.monotonic() - started < 5
         assert client.get("/readyz").status_code == 503
         assert client.get("/healthz").status_code == 200
     finally:
-        redis.start()  # same port, empty: it is a cache of TiDB
+        redis.start()  # same port, empty
+    refused = _predict(client)
+    assert refused.status_code == 503 and "not loaded" in refused.json()["detail"], refused.text
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "not loaded" in ready.json()["reason"]
+    # The registry says everything up to this end was materialized already: an incremental run
+    # would write nothing; the missing load markers make it load every view whole.
+    feast(stack["env"], "materialize-incremental", "2026-03-02T00:00:00")
     assert client.get("/readyz").status_code == 200
-    assert (
-        client.post("/v1/models/account_takeover/predict", json={"entities": [LOGIN]}).status_code
-        == 200
-    )
+    after = _predict(client)
+    assert after.status_code == 200
+    # Every value served before is back. The reload's window is each view's whole TTL up to the
+    # end, at least the first run's (Feast starts a first incremental run at now - TTL).
+    present = {name: v for name, v in before.items() if v[1] == "PRESENT"}
+    assert {name: _values(after)[name] for name in present} == present
+
+
+def test_every_route_but_health_needs_a_key_with_its_scope(client):
+    from tests.utils.auth import headers
+
+    routes = [
+        ("post", "/v1/models/account_takeover/predict", {"entities": [LOGIN]}, "predict"),
+        ("post", "/v1/push/login_push", {"events": []}, "ingest"),
+        ("post", "/v1/events/login", {"events": []}, "ingest"),
+        ("get", "/metrics", None, "admin"),
+    ]
+    for method, url, body, scope in routes:
+        call = getattr(client, method)
+        kwargs = {"json": body} if body is not None else {}
+        none = call(url, headers={"Authorization": ""}, **kwargs)
+        assert none.status_code == 401 and none.headers["www-authenticate"] == "Bearer", url
+        wrong = call(url, headers={"Authorization": "Bearer not-a-key"}, **kwargs)
+        assert wrong.status_code == 401, url
+        other = next(name for name in ("predict", "ingest", "admin") if name != scope)
+        assert call(url, headers=headers(other), **kwargs).status_code == 403, url
+        assert call(url, headers=headers(scope), **kwargs).status_code in (200, 422), url
+    for url in ("/healthz", "/readyz", "/openapi.json"):
+        assert client.get(url, headers={"Authorization": ""}).status_code == 200, url
+    assert 'serving_auth_denied_total{status="403"}' in client.get("/metrics").text
+
+
+def test_openapi_names_each_models_fields_and_the_errors(client):
+    spec = client.get("/openapi.json").json()
+    paths = spec["paths"]
+    for model, fields in (
+        ("account_takeover", {"user_id", "login_ip", "login_device"}),
+        ("withdrawal_fraud", {"user_id", "amount"}),
+    ):
+        operation = paths[f"/v1/models/{model}/predict"]["post"]
+        assert {"200", "400", "401", "403", "422", "503"} <= set(operation["responses"]), model
+        ref = operation["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        request = spec["components"]["schemas"][ref.rsplit("/", 1)[1]]
+        entity = request["properties"]["entities"]["items"]["$ref"].rsplit("/", 1)[1]
+        assert set(spec["components"]["schemas"][entity]["properties"]) == fields, model
+    # A name that is not served is not an operation: it answers 404, outside the description.
+    assert not [path for path in paths if "{" in path]
+    assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
+    metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert list(metrics) == ["text/plain"]
 
 
 def test_skew_report_batch_features_match_and_push_lag_is_measured(stack, client):

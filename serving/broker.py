@@ -1,4 +1,4 @@
-"""`POST /v1/events/{kind}`: business events to the broker, acknowledged once the broker holds them.
+"""The event broker serving appends to (`POST /v1/events/{kind}`, serving/routes/events.py).
 
 A batch is validated whole first (a malformed event is a 422 naming it, and nothing of the batch
 reaches the broker), then appended by one script that Redis runs atomically, so the broker holds
@@ -16,14 +16,9 @@ Events for users the online store does not know are accepted and counted
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from prometheus_client import CollectorRegistry, Counter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from providers.events import KINDS, MESSAGE_FIELD, encode
+from providers.events import MESSAGE_FIELD
 
 log = logging.getLogger(__name__)
 MAX_EVENTS = 1000
@@ -42,33 +37,6 @@ for i = 2, #ARGV, 2 do
 end
 return out
 """
-
-
-class EventBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    events: list[dict[str, Any]] = Field(min_length=1, max_length=MAX_EVENTS)
-
-
-class IngestMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.accepted = Counter(
-            "serving_ingest_events_total",
-            "Events the broker acknowledged",
-            ["kind"],
-            registry=registry,
-        )
-        self.unknown_users = Counter(
-            "serving_ingest_unknown_user_events_total",
-            "Accepted events whose user has no features in the online store",
-            ["kind"],
-            registry=registry,
-        )
-        self.refused = Counter(
-            "serving_ingest_refused_total",
-            "Events refused: invalid (422) or broker unavailable (503)",
-            ["kind", "reason"],
-            registry=registry,
-        )
 
 
 class Broker:
@@ -109,51 +77,6 @@ class Broker:
         if self._client is not None:
             await self._client.aclose()
             self._client = None
-
-
-def register(app: FastAPI, validation_error) -> None:
-    """Add the ingest route to `app`; `validation_error(exc, prefix)` builds the app's 422."""
-
-    @app.post("/v1/events/{kind}")
-    async def ingest(kind: str, body: EventBatch, request: Request):
-        import redis
-
-        state = request.app.state
-        metrics: IngestMetrics = state.ingest_metrics
-        event_kind = KINDS.get(kind)
-        if event_kind is None:
-            raise HTTPException(404, f"Unknown event kind {kind!r}; kinds: {sorted(KINDS)}.")
-        broker: Broker | None = state.broker
-        if broker is None:
-            raise HTTPException(503, "No event broker is configured (SERVING_BROKER_URL).")
-        events = []
-        for index, item in enumerate(body.events):
-            try:
-                events.append(event_kind.model.model_validate(item))
-            except ValidationError as exc:
-                metrics.refused.labels(kind, "invalid").inc(len(body.events))
-                raise validation_error(exc, ("body", "events", index)) from exc
-        started = time.perf_counter()
-        try:
-            ids = await broker.append(event_kind.stream, [(e.event_id, encode(e)) for e in events])
-        except (redis.exceptions.RedisError, OSError) as exc:
-            metrics.refused.labels(kind, "broker_unavailable").inc(len(events))
-            log.warning("broker unavailable: %s", exc)
-            raise HTTPException(
-                503, "The event broker is unavailable; retry with the same event ids."
-            ) from exc
-        repeated = sum(1 for i in ids if not i)
-        metrics.accepted.labels(kind).inc(len(events) - repeated)
-        unknown = await state.known_users.count_unknown([e.user_id for e in events])
-        if unknown:
-            metrics.unknown_users.labels(kind).inc(unknown)
-        return {
-            "accepted": len(events) - repeated,
-            "repeated": repeated,  # appended before (a retry): not appended again
-            "stream": event_kind.stream,
-            "ids": ids,
-            "broker_ms": round((time.perf_counter() - started) * 1000, 3),
-        }
 
 
 class KnownUsers:

@@ -1,0 +1,1 @@
+"""One module per resource: health and metrics, predictions, pushed features, events."""

@@ -1,0 +1,86 @@
+"""POST /v1/events/{kind}: business events (login, transaction, withdrawal) to the broker,
+acknowledged once the broker holds them (serving/broker.py says how). One route per kind."""
+
+# No `from __future__ import annotations`: the body's type is a model built at start.
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from pydantic import BaseModel
+
+from providers.events import KINDS, encode
+from serving.broker import Broker
+from serving.deps import require
+from serving.schemas import IngestResponse, Problem, events_request, responses
+
+log = logging.getLogger(__name__)
+
+
+async def ingest(kind: str, events: list[Any], request: Request) -> IngestResponse:
+    import redis
+
+    state = request.app.state
+    metrics = state.metrics
+    event_kind = KINDS[kind]
+    broker: Broker | None = state.broker
+    if broker is None:
+        raise HTTPException(503, "No event broker is configured (SERVING_BROKER_URL).")
+    started = time.perf_counter()
+    try:
+        ids = await broker.append(event_kind.stream, [(e.event_id, encode(e)) for e in events])
+    except (redis.exceptions.RedisError, OSError) as exc:
+        metrics.ingest_refused.labels(kind, "broker_unavailable").inc(len(events))
+        log.warning("broker unavailable: %s", exc)
+        raise HTTPException(
+            503, "The event broker is unavailable; retry with the same event ids."
+        ) from exc
+    repeated = sum(1 for i in ids if not i)
+    metrics.ingest_accepted.labels(kind).inc(len(events) - repeated)
+    unknown = await state.known_users.count_unknown([e.user_id for e in events])
+    if unknown:
+        metrics.ingest_unknown_users.labels(kind).inc(unknown)
+    return IngestResponse(
+        accepted=len(events) - repeated,
+        repeated=repeated,
+        stream=event_kind.stream,
+        ids=ids,
+        broker_ms=round((time.perf_counter() - started) * 1000, 3),
+    )
+
+
+def _endpoint(kind: str, body_model: type[BaseModel]):
+    async def endpoint(body, request: Request) -> IngestResponse:
+        return await ingest(kind, body.events, request)
+
+    endpoint.__annotations__ = {"body": body_model, "request": Request, "return": IngestResponse}
+    return endpoint
+
+
+def router() -> APIRouter:
+    routes = APIRouter(tags=["events"])
+    for kind, event_kind in KINDS.items():
+        routes.add_api_route(
+            f"/v1/events/{kind}",
+            _endpoint(kind, events_request(f"{kind}_ingest", event_kind.model)),
+            methods=["POST"],
+            name=f"ingest_{kind}",
+            summary=f"Append {kind} events to the broker",
+            response_model=IngestResponse,
+            responses=responses(400, 401, 403, 503),
+            dependencies=[Depends(require("ingest"))],
+        )
+
+    async def unknown(kind: str) -> None:
+        raise HTTPException(404, f"Unknown event kind {kind!r}; kinds: {sorted(KINDS)}.")
+
+    routes.add_api_route(
+        "/v1/events/{kind}",
+        unknown,
+        methods=["POST"],
+        summary="Any other event kind",
+        responses={404: {"model": Problem, "description": "No such kind"}, **responses(401, 403)},
+        dependencies=[Depends(require("ingest"))],
+        include_in_schema=False,  # not an operation: the 404 of a name that is not served
+    )
+    return routes
