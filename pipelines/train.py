@@ -79,11 +79,16 @@ def model_features(store, service_name: str) -> list[str]:
     from feast.types import Bool, Float32, Float64, Int32, Int64
 
     usable = {Bool, Float32, Float64, Int32, Int64}
+    # A join key is never a feature (a stream view read back from the registry lists its join
+    # key among its features).
+    keys = {entity.join_key for entity in store.list_entities()}
     service = store.get_feature_service(service_name)
     refs = []
     for projection in service.feature_view_projections:
         refs += [
-            f"{projection.name_to_use()}:{f.name}" for f in projection.features if f.dtype in usable
+            f"{projection.name_to_use()}:{f.name}"
+            for f in projection.features
+            if f.dtype in usable and f.name not in keys
         ]
     return refs
 
@@ -171,17 +176,34 @@ def training_set(
     max_negatives: int = 50_000,
     seed: int = 7,
     save_dataset: bool = True,
+    labels: str | None = None,
 ) -> TrainingSet:
-    """Labelled events joined point-in-time with the model's features, as of `knowledge`."""
+    """Labelled events joined point-in-time with the model's features, as of `knowledge`.
+
+    `model` names the model and its feature service; `labels` the labelled events it learns
+    from (one of MODELS; by default the model's own name). A third model is a feature service
+    trained on one of these label sets: no code change (docs/serving.md)."""
     from feast import FeatureStore
 
     from providers.tidb import SavedDatasetTiDBStorage, as_of, connection
     from spark_jobs.settings import default_feature_repo
 
+    labels = labels or model
+    if labels not in MODELS:
+        raise TrainingError(
+            f"no labelled events named {labels!r}: choose --labels from {', '.join(MODELS)}"
+        )
     store = FeatureStore(repo_path=str(repo or default_feature_repo()))
+    try:
+        store.get_feature_service(model)
+    except Exception as exc:
+        raise TrainingError(
+            f"no feature service {model!r} in the registry: a model is trained on the feature "
+            "service of its name (define it in feature_repo/ and `feast apply`)"
+        ) from exc
     refs = model_features(store, model)
     rows = entity_rows(
-        store.config.offline_store, model, since, until, knowledge, max_negatives, seed
+        store.config.offline_store, labels, since, until, knowledge, max_negatives, seed
     )
     if rows["label"].sum() < 2:
         raise TrainingError(
@@ -259,8 +281,11 @@ def train(
     save_dataset: bool = True,
     algorithm: str = DEFAULT_ALGORITHM,
     target_fpr: float = DEFAULT_TARGET_FPR,
+    labels: str | None = None,
 ):
-    data = training_set(model, knowledge, since, until, repo, max_negatives, seed, save_dataset)
+    data = training_set(
+        model, knowledge, since, until, repo, max_negatives, seed, save_dataset, labels
+    )
     artefact = fit_model(data, seed, algorithm, target_fpr)
     return artefact, save_artefact(artefact, out)
 
@@ -282,7 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("model", choices=MODELS)
+    parser.add_argument(
+        "model", help=f"The model: a feature service of that name ({', '.join(MODELS)}, or yours)."
+    )
+    parser.add_argument(
+        "--labels",
+        choices=MODELS,
+        default=None,
+        help="The labelled events to learn from (default: the model's name).",
+    )
     now = dt.datetime.now(dt.UTC)
     parser.add_argument("--as-of", type=_when, default=now, help="Knowledge time (default: now).")
     parser.add_argument(
@@ -339,7 +372,13 @@ def main(argv: list[str] | None = None) -> int:
     fit = dict(algorithm=args.algorithm, target_fpr=args.target_fpr)
     try:
         data = training_set(
-            args.model, args.as_of, since, until, args.feature_repo, args.max_negatives
+            args.model,
+            args.as_of,
+            since,
+            until,
+            args.feature_repo,
+            args.max_negatives,
+            labels=args.labels,
         )
         artefact = fit_model(data, **fit)
         path = save_artefact(artefact, args.out)

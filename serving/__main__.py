@@ -5,7 +5,9 @@ import sys
 import uvicorn
 from pydantic import ValidationError
 
-from serving.main import create_app
+from scoring import ModelArtefactError
+from serving.main import ModelConfigError, create_app
+from serving.schemas import SchemaError
 from serving.settings import Settings
 
 
@@ -18,9 +20,14 @@ def main() -> int:
             print(f"error: {name.rstrip('_') or 'SERVING'}: {error['msg']}", file=sys.stderr)
         return 2
     # One worker: this process serves the app. More: each worker process builds its own app from
-    # the same SERVING_* environment.
+    # the same SERVING_* environment (this one is built first, to fail here, clearly, if it can't).
+    try:
+        app = create_app(settings)
+    except (ModelArtefactError, ModelConfigError, SchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     uvicorn.run(
-        create_app(settings) if settings.workers == 1 else "serving.main:create_app",
+        app if settings.workers == 1 else "serving.main:create_app",
         factory=settings.workers > 1,
         workers=settings.workers,
         host=settings.host,

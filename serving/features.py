@@ -91,15 +91,17 @@ INF = float("inf")
 
 
 def served_views(store: FeatureStore, services: list[str]) -> set[str]:
-    """The names (as stored in Redis) of the feature views the services read from the online
-    store: the views whose load markers readiness requires."""
+    """The feature views the services read from the online store, their on-demand views'
+    inputs included: the views whose load markers readiness requires."""
     from feast.on_demand_feature_view import OnDemandFeatureView
 
-    names = set()
+    names: set[str] = set()
     for service in services:
         for projection in store.get_feature_service(service).feature_view_projections:
             view = any_view(store, projection.name)
-            if view is not None and not isinstance(view, OnDemandFeatureView):
+            if isinstance(view, OnDemandFeatureView):  # its inputs are read too
+                names.update(p.name for p in view.source_feature_view_projections.values())
+            elif view is not None:
                 names.add(view.name)
     return names
 
@@ -139,6 +141,7 @@ class _ViewRead:
     budget: float
     streamed: bool = False  # a stream view: fresh up to the stream's progress (feast_redis)
     marker: str = ""  # the view's name in the load markers (feast_redis.loaded_key)
+    hidden: bool = False  # read as an on-demand view's input only, not served
 
 
 @dataclass(frozen=True)
@@ -194,20 +197,11 @@ class OnlineReader:
             return None
         svc = self.store.get_feature_service(service, allow_cache=True)
         budgets = freshness_budgets(self.store, service)
-        views, on_demand = [], []
-        for projection in svc.feature_view_projections:
-            view = any_view(self.store, projection.name)
-            features = tuple(f.name for f in projection.features)
-            if view is None:
-                return None
-            if isinstance(view, OnDemandFeatureView):
-                if view.mode != "python" or view.singleton:
-                    return None
-                on_demand.append((view, features))
-                continue
+        views: list[_ViewRead] = []
+        on_demand = []
+
+        def read(projection, view, features: tuple[str, ...], hidden: bool) -> None:
             name = projection.name_to_use()
-            if getattr(view, "current_version_number", 0):  # versioned keys: Feast's own read
-                return None
             join_map = projection.join_key_map or {}
             join_keys = tuple(
                 (c.name, join_map.get(c.name, c.name), c.dtype.to_value_type())
@@ -217,7 +211,38 @@ class OnlineReader:
             fields: tuple[bytes | str, ...] = (*hashed, ts_field)
             budget = min((budgets.get(f, INF) for f in features), default=INF)
             streamed = bool(getattr(view, "aggregations", None))
-            views.append(_ViewRead(name, join_keys, features, fields, budget, streamed, view.name))
+            views.append(
+                _ViewRead(name, join_keys, features, fields, budget, streamed, view.name, hidden)
+            )
+
+        for projection in svc.feature_view_projections:
+            view = any_view(self.store, projection.name)
+            if view is None:
+                return None
+            # A join key is not a feature (a stream view read back from the registry lists its
+            # join key among its features): it is not read, served or logged as one.
+            keys = {c.name for c in getattr(view, "entity_columns", [])}
+            features = tuple(f.name for f in projection.features if f.name not in keys)
+            if isinstance(view, OnDemandFeatureView):
+                if view.mode != "python" or view.singleton:
+                    return None
+                on_demand.append((view, features))
+                continue
+            if getattr(view, "current_version_number", 0):  # versioned keys: Feast's own read
+                return None
+            read(projection, view, features, hidden=False)
+        # An on-demand view's inputs from views the service does not serve are read too (as
+        # Feast's own read does), in the same round trip, but not served.
+        for odfv, _ in on_demand:
+            for source in odfv.source_feature_view_projections.values():
+                view = any_view(self.store, source.name)
+                if view is None or getattr(view, "current_version_number", None):
+                    return None
+                have = {f for v in views if v.name == source.name_to_use() for f in v.features}
+                keys = {c.name for c in getattr(view, "entity_columns", [])}
+                missing = tuple(f.name for f in source.features if f.name not in have | keys)
+                if missing:
+                    read(source, view, missing, hidden=True)
         return _Plan(tuple(views), tuple(on_demand), time.monotonic())
 
     def refresh_if_due(self, service: str) -> bool:
@@ -313,6 +338,9 @@ class OnlineReader:
                     value, present = decode_value(blob)
                     # never negative: a producer's clock may run up to 5 minutes ahead
                     age = max(0.0, now - vouched) if (present and ts > 0) else None
+                    values.setdefault(name, []).append(value)
+                    if view.hidden:
+                        continue
                     rows[i][name] = ServedFeature(
                         value=value,
                         status="PRESENT" if present else "NOT_FOUND",
@@ -320,7 +348,6 @@ class OnlineReader:
                         stale=age is not None and age > view.budget,
                         event_timestamp=ts,
                     )
-                    values.setdefault(name, []).append(value)
         for odfv, outputs in plan.on_demand:
             inputs = dict(values)
             for source in odfv.source_request_sources.values():

@@ -47,6 +47,32 @@ def _push_sources(store) -> dict[str, type]:
     }
 
 
+class ModelConfigError(ValueError):
+    """A model serving cannot serve as configured; the message says what to fix."""
+
+
+def _check_model(store, name: str, model) -> None:
+    """A model is served from the feature service of its name, and every vector it scores is
+    logged: the artefact must be trained on that service, and the service must log."""
+    try:
+        service = store.get_feature_service(name)
+    except Exception as exc:
+        raise ModelConfigError(
+            f"model {name!r}: no feature service {name!r} in the registry (feature_repo/, "
+            "`feast apply`)"
+        ) from exc
+    if model.feature_service != name:
+        raise ModelConfigError(
+            f"model {name!r}: its artefact was trained on feature service "
+            f"{model.feature_service!r}; train it on {name!r}"
+        )
+    if service.logging_config is None:
+        raise ModelConfigError(
+            f"model {name!r}: feature service {name!r} has no logging_config; serving logs "
+            "every served vector (LoggingConfig(destination=TiDBLoggingDestination(...)))"
+        )
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     from feast import FeatureStore
 
@@ -55,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     models = {
         name: scoring.load(settings.models_dir / name / "current.json") for name in settings.models
     }
+    for name, model in models.items():
+        _check_model(store, name, model)
     entity_models = {name: schemas.entity_model(store, name) for name in settings.models}
     reader = OnlineReader(store)
     for name in settings.models:

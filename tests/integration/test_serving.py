@@ -6,6 +6,7 @@ import datetime as dt
 import os
 import signal
 import time
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -49,6 +50,7 @@ def db(stack, mariadb):
     conn.close()
 
 
+ROOT = Path(__file__).resolve().parents[2]
 LOGIN = {"user_id": 1, "login_ip": "203.0.113.7", "login_device": "dev-new"}
 
 
@@ -459,3 +461,68 @@ def test_unknown_user_ratio_is_null_in_json_not_a_500(client):
     )
     assert out.status_code == 200, out.text
     assert out.json()["predictions"][0]["features"]["amount_vs_30d_mean"]["value"] is None
+
+
+def test_a_third_model_is_a_feature_service_and_an_artefact(stack, db, tmp_path, monkeypatch):
+    """No code change: a feature service applied to the registry, an artefact trained on it,
+    its name in SERVING_MODELS. Its route, request schema and log come from the service."""
+    from feast import FeatureService, FeatureStore
+    from feast.feature_logging import LoggingConfig
+
+    from pipelines.train import train
+    from providers.tidb import TiDBLoggingDestination
+    from serving.main import ModelConfigError, create_app
+    from serving.settings import Settings
+    from tests.utils.auth import api_keys, headers
+
+    for key, value in stack["env"].items():
+        monkeypatch.setenv(key, value)
+    name = "login_velocity_check"
+    store = FeatureStore(repo_path=str(ROOT / "feature_repo"))
+    service = FeatureService(
+        name=name,
+        features=[
+            store.get_stream_feature_view("user_login_velocity"),
+            store.get_on_demand_feature_view("login_context"),
+        ],
+        logging_config=LoggingConfig(
+            destination=TiDBLoggingDestination(table_name=f"served_{name}")
+        ),
+    )
+    store.apply([service])
+    try:
+        window = dict(
+            since=dt.datetime(2026, 2, 11, tzinfo=dt.UTC),
+            until=dt.datetime(2026, 3, 1, tzinfo=dt.UTC),
+        )
+        artefact, _ = train(
+            name,
+            dt.datetime.now(dt.UTC),
+            out=tmp_path,
+            save_dataset=False,
+            labels="account_takeover",
+            algorithm="gbdt",
+            **window,
+        )
+        assert artefact.feature_service == name and artefact.format == "fraud-gbdt-v1"
+        settings = Settings(api_keys=api_keys(), models=[name], models_dir=tmp_path)
+        with TestClient(create_app(settings), headers=headers()) as c:
+            spec = c.get("/openapi.json").json()
+            assert list(spec["paths"]).count(f"/v1/models/{name}/predict") == 1
+            out = c.post(f"/v1/models/{name}/predict", json={"entities": [LOGIN]})
+            assert out.status_code == 200, out.text
+            (prediction,) = out.json()["predictions"]
+            assert 0 <= prediction["score"] <= 1
+            assert {"ip_is_common", *artefact.features} <= set(prediction["features"])
+            bad = c.post(f"/v1/models/{name}/predict", json={"entities": [{"user_id": 1}]})
+            assert bad.status_code == 422  # its request schema: the login's fields
+        # shut down: the log is drained into the service's own table
+        logged = rows(db, f"SELECT `__request_id` FROM served_{name}")
+        assert logged == [(prediction["request_id"],)]
+        # An artefact trained on another service is refused at start, saying so.
+        wrong = Settings(api_keys=api_keys(), models=["account_takeover"], models_dir=tmp_path)
+        (tmp_path / "account_takeover").symlink_to(tmp_path / name)
+        with pytest.raises(ModelConfigError, match="trained on feature service"):
+            create_app(wrong)
+    finally:
+        store.delete_feature_service(name)
