@@ -1,8 +1,11 @@
-"""Feast's Redis layout, written in bulk: entity keys, ValueProto and Timestamp bytes, and the
-compare-and-write script, byte for byte what Feast's own Redis online store writes.
+"""Feast's Redis layout in one module: entity keys, hash fields, ValueProto and Timestamp bytes
+(encoded and decoded), the compare-and-write script, and the platform's own keys in the online
+store (stream progress, load markers). Materialization, the stream job's writer and serving's
+reader all use it, byte for byte what Feast's own Redis online store writes.
 
-Feast keeps this layout private to its online store; tests/integration/test_materialization_engine.py
-holds these bytes equal to Feast's engine's, key by key.
+Feast keeps this layout private to its online store. tests/integration/test_feast_redis_codec.py
+holds the codec equal to what Feast's online store writes, value type by value type;
+tests/integration/test_materialization_engine.py holds whole materializations equal, key by key.
 """
 
 from __future__ import annotations
@@ -210,8 +213,23 @@ def loaded_key(project: str) -> bytes:
     """The hash where materialization records, per feature view, that the view was loaded
     (`mark_loaded`). It lives in the online store, so it vanishes with the data: after a Redis
     restart without persistence, or a flush, serving sees the views are not loaded instead of
-    serving empty values, and the next materialization loads them whole (TiDBRedisEngine)."""
-    return f"feature_platform:loaded:{project}".encode()
+    serving empty values, and the next materialization loads them whole (TiDBRedisEngine).
+    The hash tag keeps it in one cluster slot with `epoch_key`."""
+    return f"{{feature_platform:{project}}}:loaded".encode()
+
+
+def epoch_key(project: str) -> bytes:
+    """A random value a materialization sets (if absent) when it starts and requires when it
+    marks views loaded: a flush or a restart while it runs removes it, so nothing is marked."""
+    return f"{{feature_platform:{project}}}:epoch".encode()
+
+
+# KEYS: the epoch, the load markers. ARGV: the epoch seen at start, then (view, end) pairs.
+MARK_IF_SAME_EPOCH = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end
+return 1
+"""
 
 
 def decode_value(blob: bytes | None) -> tuple[object, bool]:

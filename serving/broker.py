@@ -15,6 +15,7 @@ Events for users the online store does not know are accepted and counted
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -82,8 +83,9 @@ class Broker:
 class KnownUsers:
     """Counts users without a key in the online store (best effort: never fails an ingest)."""
 
-    def __init__(self, reader) -> None:
+    def __init__(self, reader, timeout_s: float = 0.1) -> None:
         self.reader = reader  # serving.features.OnlineReader: its Redis client and project
+        self.timeout_s = timeout_s  # the events are acknowledged already: never wait long
 
     async def count_unknown(self, user_ids: list[int]) -> int:
         import pyarrow as pa
@@ -100,7 +102,7 @@ class KnownUsers:
                 store.config.entity_key_serialization_version,
             )
             client = await self.reader._redis()
-            async with client.pipeline(transaction=False) as pipe:
+            async with asyncio.timeout(self.timeout_s), client.pipeline(transaction=False) as pipe:
                 for key in keys:
                     pipe.exists(key)
                 found = await pipe.execute()

@@ -158,11 +158,11 @@ class OnlineReader:
     protobuf responses, per-view reads) where the data needs one pipelined round trip
     (benchmarks/online.py measures both). This reader resolves the service from the registry once
     per `ttl_seconds` (refreshed in the background, so a registry read never sits in a request)
-    and then reads Feast's own Redis layout with Feast's own functions: `serialize_entity_key`
-    for the keys, `_mmh3` for the hash fields, `ValueProto` decoding through `feast.type_map`,
-    and `OnDemandFeatureView.transform_dict` for python-mode on-demand views.
-    tests/integration/test_online_reader.py holds it equal to `FeatureClient` (Feast's own path)
-    for present, absent and pushed values. A service it cannot read this way (another online
+    and then reads Feast's Redis layout through providers/feast_redis.py (keys, hash fields,
+    value decoding), with the views' load markers and the stream's progress in the same round
+    trip, and `OnDemandFeatureView.transform_dict` for python-mode on-demand views.
+    tests/integration/test_serving.py (test_online_reader_...) holds it equal to
+    `FeatureClient` (Feast's own path) for present, absent and pushed values. A service it cannot read this way (another online
     store, pandas-mode on-demand views) is served by `FeatureClient`.
     """
 
@@ -267,6 +267,18 @@ class OnlineReader:
             and service not in self._refreshing
             and time.monotonic() - plan.built >= self.ttl_seconds
         )
+
+    async def check_loaded(self, views: list[str]) -> None:
+        """Raise NotLoaded unless every one of `views` has its load marker."""
+        from providers.feast_redis import loaded_key
+
+        if not views:
+            return
+        client = await self._redis()
+        marks = await client.hmget(loaded_key(self.store.project), views)
+        missing = [v for v, mark in zip(views, marks, strict=True) if not mark]
+        if missing:
+            raise NotLoaded(missing)
 
     async def _redis(self):
         """An asyncio client of our own (Feast's cached one may belong to another event loop)."""

@@ -53,7 +53,9 @@ class ModelConfigError(ValueError):
 
 def _check_model(store, name: str, model) -> None:
     """A model is served from the feature service of its name, and every vector it scores is
-    logged: the artefact must be trained on that service, and the service must log."""
+    logged: the artefact must be trained on that service, its features must be the service's
+    (a feature renamed or removed since training would be scored as the fill value, silently),
+    and the service must log."""
     try:
         service = store.get_feature_service(name)
     except Exception as exc:
@@ -65,6 +67,13 @@ def _check_model(store, name: str, model) -> None:
         raise ModelConfigError(
             f"model {name!r}: its artefact was trained on feature service "
             f"{model.feature_service!r}; train it on {name!r}"
+        )
+    served = {f.name for p in service.feature_view_projections for f in p.features}
+    missing = sorted(set(model.features) - served)
+    if missing:
+        raise ModelConfigError(
+            f"model {name!r}: its artefact uses features {missing} that feature service "
+            f"{name!r} no longer serves; retrain it, or restore them"
         )
     if service.logging_config is None:
         raise ModelConfigError(
@@ -81,10 +90,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     models = {
         name: scoring.load(settings.models_dir / name / "current.json") for name in settings.models
     }
+    reader = OnlineReader(store)
     for name, model in models.items():
         _check_model(store, name, model)
     entity_models = {name: schemas.entity_model(store, name) for name in settings.models}
-    reader = OnlineReader(store)
     for name in settings.models:
         reader.supported(name)  # resolve the read plan now, not in a request
 
@@ -118,10 +127,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     state.features = FeatureClient(store)
     state.reader = reader
     state.models = models
+    state.model_views = {name: sorted(served_views(store, [name])) for name in settings.models}
     state.served_views = served_views(store, settings.models)
     state.keys = key_index(settings.api_keys)
     state.metrics = Metrics()
-    state.known_users = KnownUsers(reader)
+    state.known_users = KnownUsers(reader, settings.read_deadline_ms / 1000)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

@@ -70,6 +70,8 @@ def _integral(value: Any) -> Any:
 
 Text = Annotated[StrictStr, AfterValidator(_utf8)]
 JsonInt = Annotated[StrictInt, BeforeValidator(_integral)]
+# Python's JSON parser reads Infinity and NaN: refused, they would be scored or stored as numbers
+Number = Annotated[StrictFloat, Field(allow_inf_nan=False)]
 Timestamp = Annotated[AwareDatetime, AfterValidator(_storable)]
 MAX_CLOCK_SKEW = dt.timedelta(minutes=5)
 # JSON numbers are doubles for many clients (and for schemathesis): integers are bounded to the
@@ -84,15 +86,15 @@ def python_type(dtype: Any) -> Any:
 
     types: dict[Any, Any] = {
         String: Text,
-        Float64: StrictFloat,
-        Float32: StrictFloat,
+        Float64: Number,
+        Float32: Number,
         Int64: JsonInt,
         Int32: JsonInt,
         Bool: StrictBool,
         UnixTimestamp: Timestamp,
         Array(String): list[Text],
         Array(Int64): list[JsonInt],
-        Array(Float64): list[StrictFloat],
+        Array(Float64): list[Number],
     }
     if dtype not in types:
         raise SchemaError(f"no request type for Feast type {dtype}")
@@ -109,7 +111,7 @@ def _field(py_type: Any, tags: dict[str, str], where: str, default: Any = ...) -
         key = name.removeprefix("request.")
         try:
             if key in _BOUNDS:
-                options[key] = float(raw) if py_type is StrictFloat else int(raw)
+                options[key] = float(raw) if py_type is Number else int(raw)
             elif key in _LENGTHS:
                 options[key] = int(raw)
             elif key == "pattern":
@@ -156,21 +158,34 @@ def entity_model(store: Any, service_name: str) -> type[BaseModel]:
                 for f in source.schema:
                     where = f"{service_name}: request source {source.name}, field {f.name}"
                     fields[f.name] = _field(python_type(f.dtype), f.tags, where)
+            # the views it reads are keyed by join keys the request must carry too
+            for source_projection in view.source_feature_view_projections.values():
+                source_view = any_view(store, source_projection.name)
+                if source_view is None:
+                    raise SchemaError(
+                        f"{service_name}: view {source_projection.name} is not in the registry"
+                    )
+                fields.update(_join_keys(source_view, source_projection, entities, service_name))
             continue
-        join_map = projection.join_key_map or {}
-        for column in view.entity_columns:
-            name = join_map.get(column.name, column.name)
-            entity = entities.get(column.name)
-            tags = {**(entity.tags if entity else {}), **(column.tags or {})}
-            if entity is not None and entity.description and "request.description" not in tags:
-                tags["request.description"] = entity.description
-            where = f"{service_name}: join key {name}"
-            fields[name] = _field(python_type(column.dtype), tags, where)
+        fields.update(_join_keys(view, projection, entities, service_name))
     if not fields:
         raise SchemaError(f"{service_name}: the service has no join key and no request field")
     return create_model(
         f"{_name(service_name)}Entity", __config__=ConfigDict(extra="forbid"), **fields
     )
+
+
+def _join_keys(view: Any, projection: Any, entities: dict, service_name: str) -> dict[str, Any]:
+    fields = {}
+    join_map = projection.join_key_map or {}
+    for column in view.entity_columns:
+        name = join_map.get(column.name, column.name)
+        entity = entities.get(column.name)
+        tags = {**(entity.tags if entity else {}), **(column.tags or {})}
+        if entity is not None and entity.description and "request.description" not in tags:
+            tags["request.description"] = entity.description
+        fields[name] = _field(python_type(column.dtype), tags, f"{service_name}: join key {name}")
+    return fields
 
 
 def predict_request(service_name: str, entity: type[BaseModel]) -> type[BaseModel]:
@@ -183,7 +198,8 @@ def predict_request(service_name: str, entity: type[BaseModel]) -> type[BaseMode
 
 def push_event(store: Any, source: str) -> type[BaseModel]:
     """One event of a push source: its timestamp, and the join keys and features of the views
-    that read it (features optional: a push may carry a subset)."""
+    that read it. A feature left out is pushed as null: a push replaces the key's whole row, as
+    Feast's push does."""
     push = store.get_data_source(source)
     fields: dict[str, Any] = {push.batch_source.timestamp_field: (Timestamp, ...)}
     entities = {e.join_key: e for e in store.list_entities()}
@@ -260,7 +276,7 @@ class Ready(BaseModel):
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The documented error answers of a route."""
     described = {
-        400: "The body is not JSON",
+        400: "The body could not be read (not UTF-8)",
         401: "No API key, or an unknown one",
         403: "The key lacks this route's scope",
         404: "No such model, source or event kind",

@@ -59,6 +59,12 @@ class Settings(BaseSettings):
         le=10_000,
         description="Longest wait for the online store in a request, then 503.",
     )
+    push_deadline_ms: float = Field(
+        2000.0,
+        gt=0,
+        le=60_000,
+        description="Longest wait for a push (online and offline write), then 503.",
+    )
     log_flush_seconds: float = Field(
         1.0, gt=0, le=60, description="Served-feature log flush interval."
     )

@@ -129,13 +129,18 @@ class _LoadMarks:
     flushed) or was never loaded, so its task is widened to the view's whole TTL (or all
     history when the view has none): `feast materialize-incremental` then reloads it whole
     instead of writing only the new interval over an empty store. A view is marked once its
-    job succeeded, unless Redis restarted meanwhile (its run_id changed: what was written before
-    the restart is gone)."""
+    job succeeded, and only if the epoch this run set or found at its start is still there: a
+    flush or a restart without persistence during the run removes it (and what was written
+    before), so nothing is marked and the next run loads the views whole."""
 
     def __init__(self, client: Any, project: str):
+        import uuid
+
         self.client = client
         self.key = feast_redis.loaded_key(project)
-        self.run_id = self._run_id()
+        self.epoch_key = feast_redis.epoch_key(project)
+        client.set(self.epoch_key, uuid.uuid4().hex, nx=True)
+        self.epoch = client.get(self.epoch_key)
         self.loaded = {k.decode() if isinstance(k, bytes) else k for k in client.hkeys(self.key)}
 
     @classmethod
@@ -168,24 +173,23 @@ class _LoadMarks:
         )
         return dataclasses.replace(task, start_time=start)
 
-    def _run_id(self) -> Any:
-        """The server's run id (a new one per start); a cluster answers per node: all of them."""
-        info = self.client.info("server")
-        return info.get("run_id") or sorted(
-            str(v.get("run_id")) for v in info.values() if isinstance(v, dict)
-        )
-
     def mark(self, tasks: list[MaterializationTask], jobs: list[Any]) -> None:
-        if self._run_id() != self.run_id:
-            log.warning("the online store restarted during materialization: nothing marked loaded")
-            return
-        done = {
-            task.feature_view.name: task.end_time.isoformat()
+        done = [
+            (task.feature_view.name, task.end_time.isoformat())
             for task, job in zip(tasks, jobs, strict=True)
             if job is not None and job.status() == MaterializationJobStatus.SUCCEEDED
-        }
-        if done:
-            self.client.hset(self.key, mapping=done)
+        ]
+        if not done or self.epoch is None:
+            return
+        args = [self.epoch, *(value for pair in done for value in pair)]
+        marked = self.client.eval(
+            feast_redis.MARK_IF_SAME_EPOCH, 2, self.epoch_key, self.key, *args
+        )
+        if not marked:
+            log.warning(
+                "the online store was flushed or restarted during materialization: nothing "
+                "marked loaded; the next run loads the views whole"
+            )
 
 
 class TiDBRedisEngine(LocalComputeEngine):
@@ -416,15 +420,13 @@ class TiDBRedisEngine(LocalComputeEngine):
 
     def _write_tables(self, task: MaterializationTask, tables: Iterable[pa.Table]) -> int:
         """Write the newer of `tables`' rows to Redis in Feast's format; rows written."""
-        from feast.infra.online_stores.helpers import _mmh3
         from feast.infra.online_stores.redis import _versioned_fv_name
 
         view: FeatureView = task.feature_view
         config = self.repo_config
         name = _versioned_fv_name(view, config)
         features = [(f.name, f.dtype.to_value_type()) for f in _features(view, fields=True)]
-        fields = [_mmh3(f"{name}:{f}") for f, _ in features]
-        ts_field_key = f"_ts:{name}"
+        ts_field_key, fields = feast_redis.view_fields(name, [f for f, _ in features])
         join_keys = [(c.name, c.dtype.to_value_type()) for c in view.entity_columns]
         online = config.online_store
         client = self.online_store._get_client(online)  # type: ignore[attr-defined]

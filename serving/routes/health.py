@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -11,6 +13,7 @@ from serving.deps import require
 from serving.schemas import Ready, responses
 
 router = APIRouter(tags=["operations"])
+READY_DEADLINE_S = 2.0  # under a probe's usual 3 s timeout: a hung dependency is "not ready"
 
 
 @router.get("/healthz", response_model=Ready)
@@ -30,11 +33,12 @@ async def readyz(request: Request):
 
     state = request.app.state
     store = state.store
+    views = sorted(state.served_views)
     try:
-        await run_in_threadpool(store.get_feature_service, next(iter(state.models)))
-        client = await state.reader._redis()
-        views = sorted(state.served_views)
-        marks = await client.hmget(loaded_key(store.project), views) if views else []
+        async with asyncio.timeout(READY_DEADLINE_S):
+            await run_in_threadpool(store.get_feature_service, next(iter(state.models)))
+            client = await state.reader._redis()
+            marks = await client.hmget(loaded_key(store.project), views) if views else []
     except Exception as exc:
         reason = f"{type(exc).__name__}: {exc}"[:300]
         return JSONResponse(status_code=503, content={"status": "unavailable", "reason": reason})

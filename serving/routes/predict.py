@@ -49,6 +49,8 @@ async def _read(state, model: str, rows: list[dict[str, Any]]):
     """The service's features: one Redis round trip when the reader can, else Feast's own read."""
     reader: OnlineReader = state.reader
     if not reader.supported(model):
+        # Feast's own read: the load markers are checked first, in their own round trip
+        await reader.check_loaded(state.model_views[model])
         served, _ = await run_in_threadpool(state.features.fetch, model, rows)
         return served
     if reader.due(model):  # the registry may have changed: re-resolve off the request path
@@ -61,6 +63,7 @@ async def predict(model: str, entities: list[BaseModel], request: Request) -> JS
     state = request.app.state
     metrics = state.metrics
     rows = [e.model_dump() for e in entities]
+    echoed = [e.model_dump(mode="json") for e in entities]  # a timestamp field, as sent
     try:
         async with asyncio.timeout(state.settings.read_deadline_ms / 1000):
             served = await _read(state, model, rows)
@@ -81,7 +84,7 @@ async def predict(model: str, entities: list[BaseModel], request: Request) -> JS
     request_ids = [str(uuid.uuid4()) for _ in rows]
     predictions = []
     scores = artefact.score_many([{n: f.value for n, f in features.items()} for features in served])
-    for row, features, request_id, score in zip(rows, served, request_ids, scores, strict=True):
+    for row, features, request_id, score in zip(echoed, served, request_ids, scores, strict=True):
         for name, f in features.items():
             if f.stale:
                 metrics.stale.labels(model, name).inc()

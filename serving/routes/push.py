@@ -3,6 +3,7 @@ wrote them online and offline. One route per push source in the registry, its ev
 derived from the views that read the source (serving/schemas.py)."""
 
 # No `from __future__ import annotations`: the body's type is a model built at start.
+import asyncio
 import datetime as dt
 
 import pandas as pd
@@ -23,8 +24,15 @@ async def push(source: str, events: list[BaseModel], request: Request) -> PushRe
     started = time.perf_counter()
     state = request.app.state
     frame = pd.DataFrame([e.model_dump() for e in events])
+    deadline = state.settings.push_deadline_ms
     try:
-        await run_in_threadpool(state.store.push, source, frame, to=PushMode.ONLINE_AND_OFFLINE)
+        # Feast's push is synchronous: the thread may outlive the deadline, the answer does not
+        # (and a push is idempotent per key and event time: the client retries it).
+        async with asyncio.timeout(deadline / 1000):
+            await run_in_threadpool(state.store.push, source, frame, to=PushMode.ONLINE_AND_OFFLINE)
+    except TimeoutError as exc:
+        state.metrics.errors.labels("push", "deadline").inc()
+        raise HTTPException(503, f"The push did not complete in {deadline:g} ms; retry.") from exc
     except Exception as exc:
         if _online_store_down(exc):
             state.metrics.errors.labels("push", "online_store_unavailable").inc()

@@ -327,6 +327,15 @@ def test_every_route_but_health_needs_a_key_with_its_scope(client):
         assert call(url, headers=headers(scope), **kwargs).status_code in (200, 422), url
     for url in ("/healthz", "/readyz", "/openapi.json"):
         assert client.get(url, headers={"Authorization": ""}).status_code == 200, url
+    # and no route was forgotten: every one but health and the API description requires a scope
+    from fastapi.routing import APIRoute
+
+    open_paths = {"/healthz", "/readyz"}
+    for route in client.app.routes:
+        if not isinstance(route, APIRoute) or route.path in open_paths:
+            continue
+        scopes = [d.dependency.__qualname__ for d in route.dependencies]
+        assert "require.<locals>.check" in scopes, route.path
     assert 'serving_auth_denied_total{status="403"}' in client.get("/metrics").text
 
 
@@ -516,6 +525,24 @@ def test_a_third_model_is_a_feature_service_and_an_artefact(stack, db, tmp_path,
             assert {"ip_is_common", *artefact.features} <= set(prediction["features"])
             bad = c.post(f"/v1/models/{name}/predict", json={"entities": [{"user_id": 1}]})
             assert bad.status_code == 422  # its request schema: the login's fields
+            # Its on-demand view reads views the service does not serve: the reader reads them
+            # too, and serves what Feast's own read serves.
+            import asyncio
+
+            from serving.features import FeatureClient, OnlineReader
+
+            live = c.app.state.store
+            logins = [
+                {"user_id": u, "login_ip": "192.0.2.11", "login_device": "d1"}
+                for u in (1, 2, 3, 987654)
+            ]
+            ours = asyncio.run(OnlineReader(live).fetch(name, logins))
+            theirs, _ = FeatureClient(live).fetch(name, logins)
+            assert {"ip_is_common", "failed_logins_10m"} <= set(ours[0])
+            for mine, other in zip(ours, theirs, strict=True):
+                assert {n: (f.value, f.status) for n, f in mine.items()} == {
+                    n: (other[n].value, other[n].status) for n in mine
+                }
         # shut down: the log is drained into the service's own table
         logged = rows(db, f"SELECT `__request_id` FROM served_{name}")
         assert logged == [(prediction["request_id"],)]
