@@ -46,7 +46,6 @@ from feast.feature_logging import FeatureServiceLoggingSource
 
 log = logging.getLogger(__name__)
 
-WRITER_NICENESS = 10
 SEND_SECONDS = 0.05  # how long rows wait in the serving process before going to the writer
 # One served entity row: (entity, request id, served at (epoch s), [(feature, value, event ts, status)])
 Record = tuple[dict[str, Any], str, float, list[tuple[str, Any, int, str]]]
@@ -169,10 +168,6 @@ def _writer_main(
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     os.setsid()  # out of the server's process group: a signal to the group does not reach us
-    # Lower priority than the requests: its writes can wait milliseconds, a request's answer
-    # cannot (on 2 cores its once-a-second Arrow and SQL work was most of the request tail,
-    # docs/benchmarks.md). It cannot starve: when it falls behind, requests wait for room.
-    os.nice(WRITER_NICENESS)
     os.environ.clear()  # the server's environment now, not the fork server's from its start
     os.environ.update(environ)
     logging.basicConfig(level=logging.INFO)
