@@ -6,13 +6,13 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
 from providers.events import KINDS, encode
 from serving.broker import Broker
-from serving.deps import require
-from serving.schemas import IngestResponse, Problem, events_request, responses
+from serving.routes import add_not_served, add_operation
+from serving.schemas import IngestResponse, events_request
 
 log = logging.getLogger(__name__)
 
@@ -60,27 +60,16 @@ def _endpoint(kind: str, body_model: type[BaseModel]):
 def router() -> APIRouter:
     routes = APIRouter(tags=["events"])
     for kind, event_kind in KINDS.items():
-        routes.add_api_route(
+        endpoint = _endpoint(kind, events_request(f"{kind}_ingest", event_kind.model))
+        summary = f"Append {kind} events to the broker"
+        add_operation(
+            routes,
             f"/v1/events/{kind}",
-            _endpoint(kind, events_request(f"{kind}_ingest", event_kind.model)),
-            methods=["POST"],
-            name=f"ingest_{kind}",
-            summary=f"Append {kind} events to the broker",
-            response_model=IngestResponse,
-            responses=responses(400, 401, 403, 503),
-            dependencies=[Depends(require("ingest"))],
+            endpoint,
+            "ingest",
+            IngestResponse,
+            f"ingest_{kind}",
+            summary,
         )
-
-    async def unknown(kind: str) -> None:
-        raise HTTPException(404, f"Unknown event kind {kind!r}; kinds: {sorted(KINDS)}.")
-
-    routes.add_api_route(
-        "/v1/events/{kind}",
-        unknown,
-        methods=["POST"],
-        summary="Any other event kind",
-        responses={404: {"model": Problem, "description": "No such kind"}, **responses(401, 403)},
-        dependencies=[Depends(require("ingest"))],
-        include_in_schema=False,  # not an operation: the 404 of a name that is not served
-    )
+    add_not_served(routes, "/v1/events/{kind}", "ingest", "event kind", lambda _: KINDS)
     return routes

@@ -16,15 +16,15 @@ import uuid
 from typing import Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
-from serving.deps import require
 from serving.feature_log import served_records
 from serving.features import NotLoaded, OnlineReader
-from serving.schemas import PredictResponse, Problem, predict_request, responses
+from serving.routes import add_not_served, add_operation
+from serving.schemas import PredictResponse, predict_request
 
 log = logging.getLogger(__name__)
 
@@ -124,29 +124,19 @@ def router(entity_models: dict[str, type[BaseModel]]) -> APIRouter:
     """A route per model (its request schema), then one answering 404 for any other name."""
     routes = APIRouter(tags=["predict"])
     for name, entity in entity_models.items():
-        routes.add_api_route(
-            f"/v1/models/{name}/predict",
-            _endpoint(name, predict_request(name, entity)),
-            methods=["POST"],
-            name=f"predict_{name}",
-            summary=f"Score with {name}",
-            response_model=PredictResponse,
-            responses=responses(400, 401, 403, 503),
-            dependencies=[Depends(require("predict"))],
+        endpoint = _endpoint(name, predict_request(name, entity))
+        path = f"/v1/models/{name}/predict"
+        add_operation(
+            routes,
+            path,
+            endpoint,
+            "predict",
+            PredictResponse,
+            f"predict_{name}",
+            f"Score with {name}",
         )
-
-    async def unknown(model: str, request: Request) -> JSONResponse:
-        served = sorted(request.app.state.models)
-        raise HTTPException(404, f"Unknown model {model!r}; serving {served}.")
-
-    routes.add_api_route(
-        "/v1/models/{model}/predict",
-        unknown,
-        methods=["POST"],
-        summary="Any other model name",
-        responses={404: {"model": Problem, "description": "No such model"}, **responses(401, 403)},
-        dependencies=[Depends(require("predict"))],
-        include_in_schema=False,  # not an operation: the 404 of a name that is not served
+    add_not_served(
+        routes, "/v1/models/{model}/predict", "predict", "model", lambda r: r.app.state.models
     )
     return routes
 

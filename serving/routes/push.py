@@ -7,13 +7,13 @@ import asyncio
 import datetime as dt
 
 import pandas as pd
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from serving.deps import require
+from serving.routes import add_not_served, add_operation
 from serving.routes.predict import _online_store_down
-from serving.schemas import Problem, PushResponse, events_request, responses
+from serving.schemas import PushResponse, events_request
 
 
 async def push(source: str, events: list[BaseModel], request: Request) -> PushResponse:
@@ -53,27 +53,16 @@ def _endpoint(source: str, body_model: type[BaseModel]):
 def router(event_models: dict[str, type[BaseModel]]) -> APIRouter:
     routes = APIRouter(tags=["push"])
     for source, event in event_models.items():
-        routes.add_api_route(
+        endpoint = _endpoint(source, events_request(f"{source}_push", event))
+        summary = f"Push features to {source}"
+        add_operation(
+            routes,
             f"/v1/push/{source}",
-            _endpoint(source, events_request(f"{source}_push", event)),
-            methods=["POST"],
-            name=f"push_{source}",
-            summary=f"Push features to {source}",
-            response_model=PushResponse,
-            responses=responses(400, 401, 403, 503),
-            dependencies=[Depends(require("ingest"))],
+            endpoint,
+            "ingest",
+            PushResponse,
+            f"push_{source}",
+            summary,
         )
-
-    async def unknown(source: str) -> None:
-        raise HTTPException(404, f"Unknown push source {source!r}; sources {sorted(event_models)}.")
-
-    routes.add_api_route(
-        "/v1/push/{source}",
-        unknown,
-        methods=["POST"],
-        summary="Any other push source",
-        responses={404: {"model": Problem, "description": "No such source"}, **responses(401, 403)},
-        dependencies=[Depends(require("ingest"))],
-        include_in_schema=False,  # not an operation: the 404 of a name that is not served
-    )
+    add_not_served(routes, "/v1/push/{source}", "ingest", "push source", lambda _: event_models)
     return routes
