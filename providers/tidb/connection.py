@@ -173,9 +173,10 @@ def insert_arrow(
     """Insert `table` in batches of at most `batch_rows` rows, each its own transaction.
 
     Bounded batches keep every transaction under TiDB's size limit. Tables of integers,
-    timestamps, text and bytes (entity rows) are sent as multi-row INSERTs whose literals Arrow
-    formats a column at a time (`types.values_text`: digits, quoted timestamps, hex); others go
-    through pymysql's executemany, which binds values one by one (bounded by max_allowed_packet).
+    booleans, floats, timestamps, text and bytes (entity rows, served-feature logs) are sent as
+    multi-row INSERTs whose literals Arrow formats a column at a time (`types.values_text`:
+    digits, shortest round-trip decimals, quoted timestamps, hex); others go through pymysql's
+    executemany, which binds values one by one (bounded by max_allowed_packet).
     """
     columns = table.column_names
     statement = sql.insert(table_name, columns)

@@ -348,13 +348,22 @@ def _timestamp_text(arr: pa.Array) -> pa.Array:
 
 def sql_literals(arr: pa.Array) -> pa.Array | None:
     """Each value as an SQL literal that cannot carry SQL, whatever the server's sql_mode: integers
-    as digits, timestamps as quoted digits and separators, text and bytes as hex (X'...', the
-    exact bytes; text marked utf8mb4), nulls as NULL. None for other types (bound by pymysql)."""
+    and booleans as digits, floats as the shortest decimal that reads back as the same double
+    (NaN as NULL, as pymysql's path stores it), timestamps as quoted digits and separators, text
+    and bytes as hex (X'...', the exact bytes; text marked utf8mb4), nulls as NULL. None for other
+    types, and for infinite floats, which pymysql's path reports (bound there)."""
     if pa.types.is_dictionary(arr.type):
         arr = arr.dictionary_decode()
     kind = arr.type
     if pa.types.is_integer(kind):
         text = arr.cast(pa.string())
+    elif pa.types.is_boolean(kind):
+        text = arr.cast(pa.int8()).cast(pa.string())
+    elif pa.types.is_floating(kind):
+        wide = arr.cast(pa.float64())  # a float32 goes as its exact double, as pymysql sends it
+        if pc.any(pc.is_inf(wide)).as_py():
+            return None
+        text = pc.if_else(pc.is_nan(wide), pa.scalar(None, pa.string()), wide.cast(pa.string()))
     elif pa.types.is_timestamp(kind):
         text = pc.binary_join_element_wise("'", _timestamp_text(arr), "'", "")
     elif pa.types.is_string(kind) or pa.types.is_binary(kind):
@@ -377,9 +386,13 @@ def values_text(
     a time; None when a column's type has no such literal."""
     literals = []
     for name in columns:
-        text = sql_literals(table.column(name).combine_chunks())
-        if text is None:
-            return None
+        column = table.column(name).combine_chunks()
+        text = sql_literals(column)
+        if text is None:  # lists and maps: their JSON text, as pymysql's path stores it
+            values = _db_values(column)
+            if not all(v is None or isinstance(v, str) for v in values):
+                return None
+            text = sql_literals(pa.array(values, pa.string()))
         literals.append(text)
     rows = pc.binary_join_element_wise("(", *_interleave(literals, ","), ")", "")
     return (

@@ -408,7 +408,24 @@ def test_sql_literals_cannot_carry_sql():
         pa.array([dt.datetime(2026, 1, 2, 3, 4, 5, 6), dt.datetime(2026, 1, 2)], pa.timestamp("us"))
     )
     assert stamps.to_pylist() == ["'2026-01-02 03:04:05.000006'", "'2026-01-02 00:00:00'"]
-    assert types.sql_literals(pa.array([1.5])) is None  # floats are bound by pymysql
+    assert types.sql_literals(pa.array([True, False, None])).to_pylist() == ["1", "0", "NULL"]
+
+
+def test_float_literals_read_back_as_the_same_double():
+    import random
+    import struct
+
+    rng = random.Random(7)
+    doubles = [struct.unpack("<d", rng.randbytes(8))[0] for _ in range(50_000)]
+    doubles = [v for v in doubles if math.isfinite(v)] + [0.1, -0.0, 5e-324, 1e300, 2.0**53 + 2]
+    text = types.sql_literals(pa.array(doubles)).to_pylist()
+    assert [float(t) for t in text] == doubles and all(
+        set(t) <= set("0123456789.e+-") for t in text
+    )
+    assert types.sql_literals(pa.array([math.nan, None])).to_pylist() == ["NULL", "NULL"]
+    single = pa.array([0.1], pa.float32())  # the float32's own value, as pymysql binds it
+    assert types.sql_literals(single).to_pylist() == [repr(single[0].as_py())]
+    assert types.sql_literals(pa.array([1.0, math.inf])) is None  # refused by pymysql's path
 
 
 def test_values_text_batches_rows():
@@ -417,4 +434,8 @@ def test_values_text_batches_rows():
         ("(1,_utf8mb4 X'78'),(2,NULL)", 2),
         ("(3,_utf8mb4 X'7a')", 1),
     ]
-    assert types.values_text(pa.table({"f": [0.5]}), ["f"], 10) is None
+    assert types.values_text(pa.table({"f": [0.5, math.inf]}), ["f"], 10) is None
+    lists = pa.table({"l": pa.array([["a", "b"], None], pa.list_(pa.string()))})
+    assert list(types.values_text(lists, ["l"], 10)) == [  # the JSON text pymysql's path stores
+        ("(_utf8mb4 X'" + b'["a", "b"]'.hex() + "'),(NULL)", 2)
+    ]
