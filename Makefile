@@ -7,6 +7,12 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Installs use uv (pinned here; pip puts it into .venv, which installs the other two with it):
+# the Airflow environment took 68 s with pip and 5 s with uv on the 2-core machine.
+UV_VERSION := 0.9.9
+UV = $(VENV)/bin/uv pip install -q --python $(PY)
+# The main suite's pytest-xdist workers (tests/conftest.py says why two; 0 runs it in one process).
+PYTEST_WORKERS ?= 2
 # Orchestrators live in their own environments (pyproject.toml explains why).
 AIRFLOW_VENV := .venv-airflow
 KFP_VENV := .venv-kfp
@@ -24,8 +30,8 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python >= 3.11 is required")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "Installing Python dependencies into $(VENV) ..."
-	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[dev,spark]'
+	@$(PY) -m pip install -q "uv==$(UV_VERSION)"
+	@$(UV) -e '.[dev,spark]'
 	@touch $(STAMP)
 
 venv: $(STAMP) ## Create the project virtualenv with the Python dependencies
@@ -34,17 +40,16 @@ venv: $(STAMP) ## Create the project virtualenv with the Python dependencies
 define orchestrator_venv
 	@test -x $(1)/bin/python || $(PYTHON) -m venv $(1)
 	@echo "Installing $(2) into $(1) ..."
-	@$(1)/bin/python -m pip install -q --upgrade pip
 	@$(PYTHON) scripts/extra_requirements.py $(2) orchestration-test > $(1)/requirements.txt
-	@$(1)/bin/python -m pip install -q -r $(1)/requirements.txt
-	@$(1)/bin/python -m pip install -q --no-deps -e .
+	@$(VENV)/bin/uv pip install -q --python $(1)/bin/python -r $(1)/requirements.txt
+	@$(VENV)/bin/uv pip install -q --python $(1)/bin/python --no-deps -e .
 	@touch $(1)/.installed
 endef
 
-$(AIRFLOW_VENV)/.installed: pyproject.toml
+$(AIRFLOW_VENV)/.installed: $(STAMP) pyproject.toml
 	$(call orchestrator_venv,$(AIRFLOW_VENV),airflow)
 
-$(KFP_VENV)/.installed: pyproject.toml
+$(KFP_VENV)/.installed: $(STAMP) pyproject.toml
 	$(call orchestrator_venv,$(KFP_VENV),kubeflow)
 
 venv-airflow: $(AIRFLOW_VENV)/.installed ## Airflow 3 environment (provider package, DAG tests)
@@ -75,7 +80,7 @@ lint: venv ## ruff (lint + format check) and mypy
 	@$(VENV)/bin/mypy providers devstack serving scoring
 
 test: deps venv tools venv-airflow venv-kfp lint ## Lint, then every suite: unit, integration, e2e, deploy, Airflow, Kubeflow
-	@$(VENV)/bin/pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 	@$(MAKE) --no-print-directory test-orchestration
 
@@ -97,7 +102,7 @@ demo: up ## Run the platform end to end on the local stack
 
 BENCH_STAMP := $(VENV)/.bench-installed
 $(BENCH_STAMP): $(STAMP) pyproject.toml
-	@$(PY) -m pip install -q -e '.[dev,spark,bench]'
+	@$(UV) -e '.[dev,spark,bench]'
 	@touch $(BENCH_STAMP)
 
 bench-deps: $(BENCH_STAMP)

@@ -22,6 +22,26 @@ collect_ignore = [
 ]
 
 
+# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`): most of its wall
+# time is spent waiting on servers, Spark start-ups and streams, not on CPU. A module runs whole on
+# one worker, so its module fixtures are built once; the modules sharing the session's serving
+# stack (`serving_stack`: history, backfills, two trained models) run on one worker together.
+# The longest groups are handed out first so the workers finish near each other.
+LONGEST_FIRST = (
+    "serving_stack",
+    "integration/test_velocity_stream.py",
+    "e2e/test_loop.py",
+    "e2e/test_feature_repo_cli.py",
+)
+
+
+def _group(item) -> str:
+    if "serving_stack" in getattr(item, "fixturenames", ()):
+        return "serving_stack"
+    return Path(str(item.fspath)).relative_to(ROOT / "tests").as_posix()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     for item in items:
         path = str(item.fspath)
@@ -29,6 +49,9 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.integration)
         elif f"{os.sep}e2e{os.sep}" in path:
             item.add_marker(pytest.mark.e2e)
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    rank = {group: i for i, group in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item), len(rank)))  # stable: file order otherwise
 
 
 @pytest.fixture(scope="session")

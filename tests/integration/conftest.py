@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pymysql
 import pytest
 
 from devstack import Redis, feast_redis_connection_string
@@ -70,3 +71,18 @@ def stack(serving_stack):
         for key, value in serving_stack["variables"].items():
             mp.setenv(key, value)
         yield serving_stack
+
+
+@pytest.fixture
+def stack_db(stack, mariadb):
+    """A connection to the serving stack's database."""
+    conn = pymysql.connect(
+        host="127.0.0.1",
+        port=mariadb.port,
+        user=mariadb.user,
+        password=mariadb.password,
+        database=stack["database"],
+        autocommit=True,
+    )
+    yield conn
+    conn.close()

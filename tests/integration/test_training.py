@@ -7,22 +7,17 @@ import datetime as dt
 
 import pytest
 
-from tests.utils.jobs import ROOT, feast, jobs_environment
+from tests.utils.jobs import ROOT
 from tests.utils.tables import rows
-
-END = dt.date(2026, 3, 1)
 
 
 @pytest.fixture
-def trained_history(mariadb, database, redis_connection_string, monkeypatch):
-    from spark_jobs import backfill, generate, velocity_backfill
-
-    env = jobs_environment(mariadb, database, redis_connection_string, monkeypatch)
-    assert generate.main(["--users", "1500", "--days", "40", "--end", END.isoformat()]) == 0
-    assert backfill.main(["--start", "2026-02-10", "--end", "2026-02-27", "--no-progress"]) == 0
-    feast(env, "apply")
-    assert velocity_backfill.main(["--start", "2026-02-10", "--end", "2026-02-27"]) == 0
-    return env
+def trained_history(stack, redis_connection_string, monkeypatch):
+    """The serving stack's history (1,500 users x 40 days to 2026-03-01, batch and velocity features
+    backfilled 2026-02-10..28, the repo applied), with an empty Redis of the test's own for the
+    materialize step."""
+    monkeypatch.setenv("REDIS_CONNECTION_STRING", redis_connection_string)
+    return {**stack["env"], "REDIS_CONNECTION_STRING": redis_connection_string}
 
 
 def validation_scores(model, data):
@@ -54,7 +49,7 @@ def assert_calibrated(model, data):
     assert flagged[y == 1].mean() == pytest.approx(m.recall_at_target_fpr)
 
 
-def test_train_withdrawal_fraud(trained_history, db, tmp_path, redis_server, capsys):
+def test_train_withdrawal_fraud(trained_history, stack_db, tmp_path, redis_server, capsys):
     import scoring
     from pipelines.train import TrainingError, TrainingSet, model_features, train
     from scoring import GBDTModel, LinearModel
@@ -77,7 +72,9 @@ def test_train_withdrawal_fraud(trained_history, db, tmp_path, redis_server, cap
     ]
     assert "amount_vs_30d_mean" in model.features and "common_ips_365d" not in model.features
     assert model.as_of == knowledge.isoformat()
-    runs = rows(db, "SELECT run_id FROM feature_runs ORDER BY run_id")  # batch and velocity runs
+    runs = rows(
+        stack_db, "SELECT run_id FROM feature_runs ORDER BY run_id"
+    )  # batch and velocity runs
     assert model.feature_runs == [r[0] for r in runs]
     m = model.metrics
     assert (
@@ -88,7 +85,10 @@ def test_train_withdrawal_fraud(trained_history, db, tmp_path, redis_server, cap
     )
     table = store.get_saved_dataset(model.saved_dataset).storage.table_ref
     assert table.startswith("training_withdrawal_fraud_")
-    assert rows(db, f"SELECT COUNT(*) FROM `{table}`")[0][0] == m.training_rows + m.validation_rows
+    assert (
+        rows(stack_db, f"SELECT COUNT(*) FROM `{table}`")[0][0]
+        == m.training_rows + m.validation_rows
+    )
 
     again, _ = train("withdrawal_fraud", knowledge, out=tmp_path, save_dataset=False, **window)
     assert (
