@@ -35,6 +35,7 @@ the Redis contents equal to the local engine's, key by key and byte by byte.
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
@@ -192,12 +193,61 @@ class _LoadMarks:
             )
 
 
+class _Progress:
+    """What a run has read from TiDB, while it runs: a bar on stderr (rows, rows/s, views done),
+    then one summary line. The rows are counted as this process reads them; a forked writer
+    takes a batch only when it has written the one before, so reading keeps pace with writing.
+    No total is known in advance (counting the window's latest rows would cost a second read),
+    so the bar shows progress over views and a rate, not a row ETA."""
+
+    def __init__(self, views: int):
+        import threading
+        import time
+
+        from tqdm import tqdm
+
+        self.views, self.done, self.rows = views, 0, 0
+        self.started = time.monotonic()
+        self.lock = threading.Lock()  # feeder threads of the forked path update it at once
+        self.bar = tqdm(
+            total=views, unit="view", desc="materialize", mininterval=1.0, dynamic_ncols=True
+        )
+        self.bar.set_postfix_str("0 rows")
+
+    def read(self, rows: int) -> None:
+        import time
+
+        with self.lock:
+            self.rows += rows
+            rate = self.rows / max(time.monotonic() - self.started, 1e-9)
+            self.bar.set_postfix_str(f"{self.rows:,} rows, {rate:,.0f} rows/s", refresh=False)
+            self.bar.refresh()
+
+    def view_done(self) -> None:
+        with self.lock:
+            self.done += 1
+            self.bar.update(1)
+
+    def close(self, failed: int) -> str:
+        import time
+
+        self.bar.close()
+        seconds = time.monotonic() - self.started
+        summary = (
+            f"materialized {self.views - failed} of {self.views} views through TiDBRedisEngine: "
+            f"{self.rows:,} rows read in {seconds:.1f} s ({self.rows / max(seconds, 1e-9):,.0f} rows/s)"
+        )
+        print(summary, file=sys.stderr, flush=True)
+        return summary
+
+
 class TiDBRedisEngine(LocalComputeEngine):
     """Feast's local engine, with a fast path for TiDB feature views materialized into Redis."""
 
     def __init__(self, batch_rows: int = 50_000, processes: int = 2, **kwargs: Any):
         kwargs.pop("type", None)
         super().__init__(**kwargs)
+        self._progress: _Progress | None = None  # set while `materialize` runs
         settings = TiDBRedisEngineConfig(batch_rows=batch_rows, processes=processes)
         self.batch_rows = settings.batch_rows
         self.processes = settings.processes
@@ -220,9 +270,21 @@ class TiDBRedisEngine(LocalComputeEngine):
             tasks = [marks.whole_if_unloaded(t) for t in tasks]
         fast = [t for t in tasks if self._fast_path(t)]
         done: dict[int, LocalMaterializationJob] = {}
-        if self.processes > 1 and len(fast) > 1:
-            done = self._materialize_forked(registry, fast)
-        jobs = [done.get(id(t)) or self._materialize_one(registry, t, **kwargs) for t in tasks]
+        progress = self._progress = _Progress(len(fast)) if fast else None
+        jobs: list[Any] = []
+        try:
+            if self.processes > 1 and len(fast) > 1:
+                done = self._materialize_forked(registry, fast)
+            jobs = [done.get(id(t)) or self._materialize_one(registry, t, **kwargs) for t in tasks]
+        finally:
+            self._progress = None
+            if progress is not None:
+                ok = {
+                    id(t)
+                    for t, job in zip(tasks, jobs, strict=False)
+                    if job is not None and job.status() == MaterializationJobStatus.SUCCEEDED
+                }
+                progress.close(failed=sum(id(t) not in ok for t in fast))
         if marks is not None:
             marks.mark(tasks, jobs)
         return jobs
@@ -391,6 +453,8 @@ class TiDBRedisEngine(LocalComputeEngine):
                     view.name,
                     source.table,
                 )
+                if self._progress is not None:
+                    self._progress.view_done()
                 return
             read = entity.source_read(
                 conn,
@@ -412,11 +476,16 @@ class TiDBRedisEngine(LocalComputeEngine):
         )
         dtypes = {f.name: f.dtype for f in [*view.features, *view.entity_columns]}
         _, batches = reader.read_batches(cfg, statement, self.batch_rows)
+        progress = self._progress
         for raw in batches:
             table = pa.Table.from_batches([raw])
             if source.field_mapping:
                 table = _run_pyarrow_field_mapping(table, source.field_mapping)
+            if progress is not None:
+                progress.read(table.num_rows)
             yield declared.conform(table, dtypes)
+        if progress is not None:
+            progress.view_done()
 
     def _write_tables(self, task: MaterializationTask, tables: Iterable[pa.Table]) -> int:
         """Write the newer of `tables`' rows to Redis in Feast's format; rows written."""

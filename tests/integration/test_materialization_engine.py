@@ -134,8 +134,10 @@ def _run(store: FeatureStore, client: redis_py.Redis) -> dict[bytes, dict[bytes,
 # Views written by forked processes (the default), or all in this process.
 @pytest.mark.parametrize(("ttl", "engine"), [(None, ENGINE), (3600, ENGINE), (None, IN_PROCESS)])
 def test_engine_writes_what_feasts_local_engine_writes(
-    repo_config, seeded, tmp_path, redis_server, ttl, engine
+    repo_config, seeded, tmp_path, redis_server, ttl, engine, capsys
 ):
+    import re
+
     from providers.tidb.materialization import TiDBRedisEngine
 
     client = redis_py.Redis.from_url(redis_server.url)
@@ -143,7 +145,15 @@ def test_engine_writes_what_feasts_local_engine_writes(
     ours_store = _store(repo_config, tmp_path, "ours", engine, ttl)
     assert isinstance(ours_store._get_provider().batch_engine, TiDBRedisEngine)
     theirs = _run(feast_store, client)
+    capsys.readouterr()
     ours = _run(ours_store, client)
+    # Progress while it runs, then a summary per run: every view, the rows it read.
+    err = capsys.readouterr().err
+    summaries = re.findall(r"materialized (\d+) of (\d+) views .*: ([\d,]+) rows read", err)
+    views = len(_views())
+    assert [(int(a), int(b)) for a, b, _ in summaries] == [(views, views)] * 2, err
+    assert sum(int(n.replace(",", "")) for *_, n in summaries) >= 350 + 50
+    assert "rows/s" in err and "materialize" in err
     assert len(theirs) == 350 + 50  # every user and device
     assert ours.keys() == theirs.keys()
     marked = client.hkeys(feast_redis.loaded_key(ours_store.project))
@@ -204,7 +214,7 @@ def _task(store: FeatureStore, view):
 
 
 def test_a_view_failing_in_a_writer_process_fails_materialize(
-    repo_config, seeded, tmp_path, redis_server
+    repo_config, seeded, tmp_path, redis_server, capsys
 ):
     broken = FeatureView(
         name="broken",
@@ -222,6 +232,7 @@ def test_a_view_failing_in_a_writer_process_fails_materialize(
         cur.execute("DROP TABLE engine_src")  # every view now reads a table that is gone
     with pytest.raises(Exception, match="engine_src"):
         store.materialize(T0 - timedelta(days=1), T0 + timedelta(days=4))
+    assert f"materialized 0 of {len(_views()) + 1} views" in capsys.readouterr().err
 
 
 def test_forked_writers_never_read_from_tidb(
