@@ -277,6 +277,34 @@ def outage(url: str, path: str, bodies: list[dict], pid_file: str, work: Path) -
     return json.loads(out.strip().splitlines()[-1])
 
 
+def logged_rows(env: dict[str, str]) -> int:
+    """Rows in the service's served-feature log table (absent: 0)."""
+    import pymysql
+
+    from providers.tidb import sql
+
+    conn = pymysql.connect(
+        host=env["TIDB_HOST"],
+        port=int(env["TIDB_PORT"]),
+        user=env["TIDB_USER"],
+        password=env["TIDB_PASSWORD"],
+        database=env["TIDB_DATABASE"],
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = %s",
+                (f"served_{SERVICE}",),
+            )
+            if not cur.fetchone()[0]:
+                return 0
+            cur.execute("SELECT COUNT(*) FROM " + sql.quote_table(f"served_{SERVICE}"))  # noqa: S608
+            return int(cur.fetchone()[0])
+    finally:
+        conn.close()
+
+
 def wrk(
     url: str, path: str, bodies: list[dict], concurrency: int, min_requests: int, work: Path
 ) -> dict:
@@ -464,30 +492,45 @@ def main(argv: list[str] | None = None) -> int:
         )
         feast = None
         try:
-            feast = Server(
-                "feast serve",
-                [
-                    FEAST,
-                    "-c",
-                    str(REPO),
-                    "serve",
-                    "--port",
-                    str(feast_port),
-                    "--workers",
-                    "-1",
-                    "--worker-connections",
-                    "1000",
-                    "--registry_ttl_sec",
-                    "60",
-                    "--no-access-log",
-                    "--max-requests",
-                    "0",
-                ],
-                env,
-                feast_port,
-                "/health",
-                work / "feast.log",
-            )
+            # Feast 0.67's SQL registry connection is shared by the forked gunicorn workers;
+            # now and then a worker's start-up registry read fails on it ("Lost connection",
+            # "Command Out of Sync") and gunicorn shuts down: start it again, at most 3 times.
+            for attempt in range(3):
+                try:
+                    feast = Server(
+                        "feast serve",
+                        [
+                            FEAST,
+                            "-c",
+                            str(REPO),
+                            "serve",
+                            "--port",
+                            str(feast_port),
+                            "--workers",
+                            "-1",
+                            "--worker-connections",
+                            "1000",
+                            "--registry_ttl_sec",
+                            "60",
+                            "--no-access-log",
+                            "--max-requests",
+                            "0",
+                        ],
+                        env,
+                        feast_port,
+                        "/health",
+                        work / "feast.log",
+                    )
+                except SystemExit as exc:  # exited before it answered
+                    result.note(f"feast serve failed to start (attempt {attempt + 1}): {exc}"[:300])
+                    continue
+                time.sleep(5)  # a failing worker takes the server down within a second or two
+                if feast.proc.poll() is None:
+                    break
+                result.note(f"feast serve exited after start-up (attempt {attempt + 1}); restarted")
+                feast.stop()
+            else:
+                raise SystemExit("feast serve failed to stay up 3 times: see feast.log")
             checked = cross_check(ours, feast, sample[:50])
             result.note(f"{checked} feature values equal between ours and feast serve")
             for c in args.concurrency:
@@ -558,6 +601,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 result.ratio(f"p99 ours/floor c={c}", a["p99_ms"] / f["p99_ms"])
             print(f"-- Redis hung for {HANG_SECONDS} s under load (c=8)", flush=True)
+            time.sleep(3)  # the earlier runs' rows flushed (every second)
+            logged_before = logged_rows(env)
             hung = outage(
                 ours.url,
                 f"/v1/models/{SERVICE}/predict",
@@ -573,6 +618,15 @@ def main(argv: list[str] | None = None) -> int:
                 max_ms=hung["max_us"] / 1000,
                 **row(hung),
             )
+            ours.stop()  # drains the served-feature log
+            answered = hung["requests"] - hung["status_errors"]
+            logged = logged_rows(env) - logged_before
+            print(
+                f"   served-feature log: {logged} rows for {answered} answered predictions "
+                f"(one entity each) in the outage run",
+                flush=True,
+            )
+            result.ratio("logged rows / answered predictions, outage run", logged / answered)
         finally:
             ours.stop()
             if feast is not None:
