@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
@@ -47,6 +49,7 @@ from feast.infra.compute_engines.local.job import LocalMaterializationJob
 from feast.infra.registry.base_registry import BaseRegistry
 from feast.repo_config import FeastConfigBaseModel
 from pydantic import Field, StrictInt
+from tqdm import tqdm
 
 from providers import feast_redis
 from providers.tidb import connection, declared, entity, reader, sql
@@ -201,11 +204,6 @@ class _Progress:
     so the bar shows progress over views and a rate, not a row ETA."""
 
     def __init__(self, views: int):
-        import threading
-        import time
-
-        from tqdm import tqdm
-
         self.views, self.done, self.rows = views, 0, 0
         self.started = time.monotonic()
         self.lock = threading.Lock()  # feeder threads of the forked path update it at once
@@ -215,8 +213,6 @@ class _Progress:
         self.bar.set_postfix_str("0 rows")
 
     def read(self, rows: int) -> None:
-        import time
-
         with self.lock:
             self.rows += rows
             rate = self.rows / max(time.monotonic() - self.started, 1e-9)
@@ -229,8 +225,6 @@ class _Progress:
             self.bar.update(1)
 
     def close(self, failed: int) -> str:
-        import time
-
         self.bar.close()
         seconds = time.monotonic() - self.started
         summary = (
@@ -299,7 +293,6 @@ class TiDBRedisEngine(LocalComputeEngine):
         too, before the fork; each child reports each view's outcome back."""
         import multiprocessing
         import os
-        import threading
 
         plans = [(task, self._columns(registry, task)) for task in tasks]
         context = multiprocessing.get_context("fork")
