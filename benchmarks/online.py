@@ -626,7 +626,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"(one entity each) in the outage run",
                 flush=True,
             )
-            result.ratio("logged rows / answered predictions, outage run", logged / answered)
+            if answered:
+                result.ratio("logged rows / answered predictions, outage run", logged / answered)
+            else:
+                result.note("no prediction was answered in the outage run")
         finally:
             ours.stop()
             if feast is not None:

@@ -26,7 +26,9 @@ collect_ignore = [
 # time is spent waiting on servers, Spark start-ups and streams, not on CPU. A module runs whole on
 # one worker, so its module fixtures are built once; the modules sharing the session's serving
 # stack (`serving_stack`: history, backfills, two trained models) run on one worker together.
-# The longest groups are handed out first so the workers finish near each other.
+# The longest groups are handed out first so the workers finish near each other. Within the
+# serving-stack group, files run in name order; test_training writes materialization intervals
+# into the shared registry, so it must stay after test_serving (whose reload test reads them).
 LONGEST_FIRST = (
     "serving_stack",
     "integration/test_velocity_stream.py",
@@ -38,7 +40,13 @@ LONGEST_FIRST = (
 def _group(item) -> str:
     if "serving_stack" in getattr(item, "fixturenames", ()):
         return "serving_stack"
-    return Path(str(item.fspath)).relative_to(ROOT / "tests").as_posix()
+    path = Path(str(item.fspath))
+    tests = ROOT / "tests"
+    return (
+        path.relative_to(tests).as_posix()
+        if path.is_relative_to(tests)
+        else item.nodeid.split("::")[0]
+    )
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups

@@ -217,7 +217,7 @@ class _Progress:
             self.rows += rows
             rate = self.rows / max(time.monotonic() - self.started, 1e-9)
             self.bar.set_postfix_str(f"{self.rows:,} rows, {rate:,.0f} rows/s", refresh=False)
-            self.bar.refresh()
+            self.bar.update(0)  # redrawn at most once a `mininterval`
 
     def view_done(self) -> None:
         with self.lock:
@@ -269,13 +269,15 @@ class TiDBRedisEngine(LocalComputeEngine):
         try:
             if self.processes > 1 and len(fast) > 1:
                 done = self._materialize_forked(registry, fast)
-            jobs = [done.get(id(t)) or self._materialize_one(registry, t, **kwargs) for t in tasks]
+            for t in tasks:  # one at a time: a raise leaves the finished ones counted
+                jobs.append(done.get(id(t)) or self._materialize_one(registry, t, **kwargs))
         finally:
             self._progress = None
             if progress is not None:
+                finished = [*jobs, *(done.get(id(t)) for t in tasks[len(jobs) :])]
                 ok = {
                     id(t)
-                    for t, job in zip(tasks, jobs, strict=False)
+                    for t, job in zip(tasks, finished, strict=True)
                     if job is not None and job.status() == MaterializationJobStatus.SUCCEEDED
                 }
                 progress.close(failed=sum(id(t) not in ok for t in fast))

@@ -54,7 +54,7 @@ def test_train_withdrawal_fraud(trained_history, stack_db, tmp_path, redis_serve
     from pipelines.train import TrainingError, TrainingSet, model_features, train
     from scoring import GBDTModel, LinearModel
 
-    # The backfill ran just now: its rows became known now, so that is the earliest useful knowledge time.
+    # The stack's backfill ran at the session's start: now is after its rows became known.
     knowledge = dt.datetime.now(dt.UTC)
     window = dict(
         since=dt.datetime(2026, 2, 11, tzinfo=dt.UTC), until=dt.datetime(2026, 2, 28, tzinfo=dt.UTC)
