@@ -204,7 +204,7 @@ class _Progress:
     so the bar shows progress over views and a rate, not a row ETA."""
 
     def __init__(self, views: int):
-        self.views, self.done, self.rows = views, 0, 0
+        self.views, self.rows = views, 0
         self.started = time.monotonic()
         self.lock = threading.Lock()  # feeder threads of the forked path update it at once
         self.bar = tqdm(
@@ -221,10 +221,9 @@ class _Progress:
 
     def view_done(self) -> None:
         with self.lock:
-            self.done += 1
             self.bar.update(1)
 
-    def close(self, failed: int) -> str:
+    def close(self, failed: int) -> None:
         self.bar.close()
         seconds = time.monotonic() - self.started
         summary = (
@@ -232,7 +231,6 @@ class _Progress:
             f"{self.rows:,} rows read in {seconds:.1f} s ({self.rows / max(seconds, 1e-9):,.0f} rows/s)"
         )
         print(summary, file=sys.stderr, flush=True)
-        return summary
 
 
 class TiDBRedisEngine(LocalComputeEngine):
