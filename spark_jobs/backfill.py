@@ -4,7 +4,9 @@
                                   [--materialize] [--new-run] [--chunk-days 28] [--master URL] [--conf k=v]
 
 Each (feature set, day) is a partition: written whole with the run's id and its own `created_ts`,
-then recorded in `feature_run_partitions`. If the job dies, the next invocation with the same
+then recorded in `feature_run_partitions`. Rows are change-only (spark_jobs/features.py): a user
+gets a row on a day when a value changes, on the first day of each chunk when it has a value, and
+wherever an older version has a row for a day this run computes. If the job dies, the next invocation with the same
 parameters resumes that run and skips the partitions already written; running a finished range
 again writes a new version (nothing is overwritten). `--materialize` then runs
 `feast materialize` for the range. The daily batch job is this with --start = --end = yesterday.
@@ -35,6 +37,7 @@ from spark_jobs.settings import (
 
 JOB = "backfill"
 MAX_DAYS = 3660
+MIN_CHUNK_DAYS = 91
 
 
 def _feature_list(text: str) -> list[str]:
@@ -64,8 +67,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--chunk-days",
         type=positive_int,
-        default=28,
-        help="Days computed from one read of the raw events (default 28; lower it if memory is short).",
+        default=None,
+        help="Days computed from one read of the raw events: the unit of resume. Default: per "
+        f"feature set, the longer of {MIN_CHUNK_DAYS} days and its longest window (every chunk "
+        "also reads one window of events before it). Lower it if memory is short.",
     )
     parser.add_argument(
         "--new-run",
@@ -101,6 +106,8 @@ class Summary:
     written: dict[str, int] = field(default_factory=dict)
     partitions: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    events: int = 0  # raw events computed from in the range, each source table once
+    counted_sources: set[str] = field(default_factory=set)
 
 
 def days_between(start: dt.date, end: dt.date) -> list[dt.date]:
@@ -111,15 +118,41 @@ def chunks(days: list[dt.date], size: int) -> list[list[dt.date]]:
     return [days[i : i + size] for i in range(0, len(days), size)]
 
 
+def chunk_days_of(fs: FeatureSet, chunk_days: int | None) -> int:
+    return chunk_days or max(MIN_CHUNK_DAYS, fs.lookback_days)
+
+
+def older_versions(spark, db: Database, fs: FeatureSet, run_id: str, days: list[dt.date]):
+    """(user_id, day) of the rows other runs recorded for `days`, or None when there are none.
+
+    A re-run writes a row wherever an older version has one (see spark_jobs/features.py). Only
+    runs with recorded partitions count: other rows are never read. The read goes through the
+    (run_id, event_ts) index.
+    """
+    from pyspark.sql import functions as F
+
+    from spark_jobs.jdbc import read_events
+
+    others = runs.runs_with_partitions(db, fs.name, days[0], days[-1], exclude=run_id)
+    if not others:
+        return None
+    end = as_of_timestamp(days[-1]) + dt.timedelta(days=1)
+    rows = read_events(spark, db, fs.table, as_of_timestamp(days[0]), end)
+    return rows.where(F.col("run_id").isin(others)).select(
+        "user_id", F.date_sub(F.to_date("event_ts"), 1).alias("day")
+    )
+
+
 def backfill_feature_set(
     spark,
     db: Database,
     fs: FeatureSet,
     days: list[dt.date],
     run: runs.Run,
-    chunk_days: int,
+    chunk_days: int | None,
     summary: Summary,
     progress,
+    events: dict[dt.date, int],
 ) -> None:
     """Compute and write `fs` for `days`, a chunk at a time: one read of the raw events, one write.
 
@@ -128,11 +161,12 @@ def backfill_feature_set(
     """
     from spark_jobs.jdbc import read_events, write_rows
 
-    for chunk in chunks(days, chunk_days):
+    for chunk in chunks(days, chunk_days_of(fs, chunk_days)):
         todo = [d for d in chunk if (fs.name, d) not in run.done]
         summary.skipped[fs.name] = summary.skipped.get(fs.name, 0) + len(chunk) - len(todo)
-        progress.update(len(chunk) - len(todo))
+        in_chunk = sum(events.get(d, 0) for d in chunk)
         if not todo:
+            progress.update(in_chunk)
             continue
         if run.resumed:
             for day in todo:
@@ -146,7 +180,8 @@ def backfill_feature_set(
         ).cache()
         created = runs.utc_now()
         try:
-            computed = fs.compute(daily, todo).cache()
+            computed = fs.compute(daily, todo, older_versions(spark, db, fs, run.run_id, todo))
+            computed = computed.cache()
             per_day = {
                 r["as_of_day"]: r["count"] for r in computed.groupBy("as_of_day").count().collect()
             }
@@ -159,20 +194,26 @@ def backfill_feature_set(
             runs.record_partition(db, run.run_id, fs.name, day, count, created)
             summary.written[fs.name] = summary.written.get(fs.name, 0) + count
             summary.partitions[fs.name] = summary.partitions.get(fs.name, 0) + 1
-        progress.update(len(todo))
+        if fs.source not in summary.counted_sources:
+            summary.events += in_chunk
+        progress.update(in_chunk)
+    summary.counted_sources.add(fs.source)
 
 
-def count_events(db: Database, sources: set[str], start: dt.date, end: dt.date) -> int:
-    """Raw events inside the range (the lookback before it is read but not counted)."""
+def events_per_day(
+    db: Database, sources: set[str], start: dt.date, end: dt.date
+) -> dict[str, dict[dt.date, int]]:
+    """Raw events per source table and day inside the range (for progress and the summary)."""
     from providers.tidb import connection, sql
 
     lo = dt.datetime.combine(start, dt.time(), tzinfo=dt.UTC)
-    hi = as_of_timestamp(end)
-    with connection.connect(db.offline_store_config()) as conn:
-        return sum(
-            int(connection.fetch_one(conn, sql.count_between(t, "event_ts", lo, hi))[0])
-            for t in sorted(sources)
-        )
+    out: dict[str, dict[dt.date, int]] = {}
+    with connection.connect(db.offline_store_config()) as conn, conn.cursor() as cur:
+        for table in sorted(sources):
+            statement, params = sql.count_per_day(table, "event_ts", lo, as_of_timestamp(end))
+            cur.execute(statement, params)
+            out[table] = {day: int(n) for day, n in cur.fetchall()}
+    return out
 
 
 def materialize(feature_repo: str, sets: list[FeatureSet], start: dt.date, end: dt.date) -> None:
@@ -269,13 +310,22 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     spark = job_session("feature-backfill", args, db)
     summary = Summary()
+    events = events_per_day(db, {fs.source for fs in sets}, args.start, args.end)
+    # Events/s and the ETA count each set's events: logins feed two sets, so twice.
     progress = tqdm(
-        total=len(sets) * len(days), unit="partition", disable=args.no_progress, file=sys.stderr
+        total=sum(sum(events[fs.source].values()) for fs in sets),
+        unit="event",
+        unit_scale=True,
+        mininterval=1.0,
+        disable=args.no_progress,
+        file=sys.stderr,
     )
     try:
         for fs in sets:
             progress.set_description(fs.name)
-            backfill_feature_set(spark, db, fs, days, run_, args.chunk_days, summary, progress)
+            backfill_feature_set(
+                spark, db, fs, days, run_, args.chunk_days, summary, progress, events[fs.source]
+            )
     except BaseException as exc:
         progress.close()
         spark.stop()
@@ -289,10 +339,12 @@ def run(args: argparse.Namespace) -> int:
     progress.close()
     runs.finish(db, run_.run_id, "succeeded")
     elapsed = time.monotonic() - started
-    events = count_events(db, {fs.source for fs in sets}, args.start, args.end)
+    in_range = sum(sum(per_day.values()) for per_day in events.values())
+    rows = sum(summary.written.values())
     print(
-        f"\nRun {run_.run_id} succeeded in {elapsed:.1f}s ({events} raw events in range, "
-        f"{events / max(elapsed, 1e-9):,.0f} events/s)."
+        f"\nRun {run_.run_id} succeeded in {elapsed:.1f}s ({in_range} raw events in range, "
+        f"{summary.events} computed now: {summary.events / max(elapsed, 1e-9):,.0f} events/s; "
+        f"{rows} feature rows written, {rows / max(summary.events, 1):.3f} per event)."
     )
     print(f"{'feature set':<14} {'partitions':>10} {'skipped':>8} {'rows':>10}")
     for fs in sets:

@@ -3,12 +3,24 @@
 "As of day D" means: computed from events before D+1 00:00 UTC, and valid from that instant,
 so rows are stamped `event_ts = D+1 00:00`. A window of w days covers days D-w+1 .. D.
 
-Each feature set first reduces raw events to daily aggregates per user (`prepare`), then computes
-a list of as-of days from them in one pass (`compute`): each daily row is attached to every
-requested as-of day whose window holds it, and the rows are grouped by (user_id, as_of_day).
-A user gets a row on day D when they had activity in the set's longest window or on the day
-just before it, so a window that empties yields one row of zeros instead of letting an older
-non-zero row stand.
+Storage is change-only. A feature set writes a user's row for day D when
+- one of its values differs from day D-1 (an event entered a window, or left one), or
+- D is the first day of a computed range (a key frame) and the user has a non-zero value, or
+- an older version already has a row for (user, D): the new row shadows it (a re-run after late
+  events must never leave an older run's row as the answer).
+The value on any day is the user's latest row at or before it, which is Feast's point-in-time
+rule, so the answers are those of one row per user and day (tests/unit/spark/test_features.py
+compares both layouts at every user and day). A window that empties yields a row of zeros (or
+empty lists) on the day it empties, so an older non-zero row never stands for "nothing lately".
+
+The computation is linear in the events, not in events x window length:
+- counts and sums are deltas: +x on an event's day, -x on the day it leaves a w-day window
+  (day + w); a running sum per user, ordered by day, is the value on every change day;
+- distinct counts: per (user, value) the days the value is inside a window merge into intervals
+  (+1 at an interval's start, -1 the day after its end), summed the same way;
+- the 365-day top 3 (`top_values`) is a per-user sliding pass in Python over login days and the
+  days they leave the window.
+Sums are exact (DECIMAL) and rounded to a double once.
 """
 
 from __future__ import annotations
@@ -16,7 +28,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import inspect
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame
@@ -32,110 +45,271 @@ def as_of_timestamp(day: dt.date) -> dt.datetime:
     return dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
 
 
-def expand(daily: DataFrame, days: list[dt.date], longest: int) -> DataFrame:
-    """Attach to each daily row every as-of day in `days` with 0 <= as_of_day - day <= longest.
+def key_frames(days: list[dt.date]) -> list[dt.date]:
+    """The first day of each run of consecutive days in `days` (sorted)."""
+    days = sorted(days)
+    return [d for i, d in enumerate(days) if i == 0 or (d - days[i - 1]).days != 1]
 
-    Adds `as_of_day` and `age` (days between the row's day and the as-of day; 0: the same day).
-    """
+
+def _in_days(column: Column, days: list[dt.date]) -> Column:
     first, last = min(days), max(days)
-    lo = F.greatest(F.col("day"), F.lit(first))
-    hi = F.least(F.date_add(F.col("day"), longest), F.lit(last))
-    out = daily.where(hi >= lo).withColumn("as_of_day", F.explode(F.sequence(lo, hi)))
+    inside = column.between(F.lit(first), F.lit(last))
     if len(days) != (last - first).days + 1:  # a resumed chunk can have gaps
-        out = out.where(F.col("as_of_day").isin(days))
-    return out.withColumn("age", F.datediff(F.col("as_of_day"), F.col("day")))
+        inside = inside & column.isin(days)
+    return inside
+
+
+# --------------------------------------------------------------------------- change rows
+
+
+@dataclass(frozen=True)
+class WindowSum:
+    """`output` = the sum of the daily column `source` over the last `days` days."""
+
+    output: str
+    source: str
+    days: int
+
+
+@dataclass(frozen=True)
+class WindowDistinct:
+    """`output` = the number of distinct `value`s seen over the last `days` days."""
+
+    output: str
+    days: int
+
+
+def _deltas(
+    frame: DataFrame, shifts: dict[int, dict[str, Column]], types: dict[str, str]
+) -> DataFrame:
+    """Per input row, one row per shift: on `day + shift`, the given deltas (the others zero)."""
+    structs = [
+        F.struct(
+            F.lit(shift).alias("shift"),
+            *[deltas.get(o, F.lit(0)).cast(t).alias(o) for o, t in types.items()],
+        )
+        for shift, deltas in sorted(shifts.items())
+    ]
+    return frame.select("user_id", "day", F.explode(F.array(*structs)).alias("d")).select(
+        "user_id",
+        F.date_add(F.col("day"), F.col("d.shift")).alias("day"),
+        *[F.col(f"d.{o}").alias(o) for o in types],
+    )
+
+
+def sum_deltas(daily: DataFrame, sums: list[WindowSum], types: dict[str, str]) -> DataFrame:
+    """+x on the day, -x on the day it leaves each window (daily: user_id, day, sources)."""
+    shifts: dict[int, dict[str, Column]] = {0: {}}
+    for s in sums:
+        shifts[0][s.output] = F.col(s.source)
+        shifts.setdefault(s.days, {})[s.output] = -F.col(s.source)
+    return _deltas(daily, shifts, types)
+
+
+def distinct_deltas(
+    used: DataFrame, value: str, distinct: list[WindowDistinct], types: dict[str, str]
+) -> DataFrame:
+    """+1 when a value enters a window after being out of it, -1 when it leaves (used: user_id,
+    day, `value`, one row per use day).
+
+    A use on day u keeps the value in a w-day window on days u .. u+w-1; consecutive uses less
+    than w+1 days apart merge into one interval.
+    """
+    by_value = Window.partitionBy("user_id", value).orderBy("day")
+    prev, nxt = F.lag("day").over(by_value), F.lead("day").over(by_value)
+    flagged = used.select(
+        "user_id",
+        "day",
+        *[
+            (prev.isNull() | (F.datediff(F.col("day"), prev) > d.days)).alias(f"_in_{d.output}")
+            for d in distinct
+        ],
+        *[
+            (nxt.isNull() | (F.datediff(nxt, F.col("day")) > d.days)).alias(f"_out_{d.output}")
+            for d in distinct
+        ],
+    )
+    shifts: dict[int, dict[str, Column]] = {0: {}}
+    for d in distinct:
+        shifts[0][d.output] = F.when(F.col(f"_in_{d.output}"), 1).otherwise(0)
+        shifts.setdefault(d.days, {})[d.output] = F.when(F.col(f"_out_{d.output}"), -1).otherwise(0)
+    return _deltas(flagged, shifts, types)
+
+
+def change_rows(
+    deltas: list[DataFrame],
+    users: DataFrame,
+    days: list[dt.date],
+    types: dict[str, str],
+    forced: DataFrame | None = None,
+) -> DataFrame:
+    """(user_id, as_of_day, outputs): the rows to store for `days` (see the module docstring).
+
+    `deltas`: frames of (user_id, day, outputs) from events read since the longest window before
+    the first day; `users`: every user_id of those events; `forced`: (user_id, day) that must get
+    a row (an older version has one).
+    """
+    outputs = list(types)
+    marks = [
+        users.select(
+            "user_id", F.lit(day).alias("day"), F.lit(1).alias("_key"), F.lit(0).alias("_forced")
+        )
+        for day in key_frames(days)
+    ]
+    if forced is not None:
+        marks.append(
+            forced.select("user_id", "day", F.lit(0).alias("_key"), F.lit(1).alias("_forced"))
+        )
+    zero = {o: F.lit(0).cast(t).alias(o) for o, t in types.items()}
+    parts = [
+        d.select("user_id", "day", *outputs, F.lit(0).alias("_key"), F.lit(0).alias("_forced"))
+        for d in deltas
+    ]
+    parts += [m.select("user_id", "day", *zero.values(), "_key", "_forced") for m in marks]
+    union = parts[0]
+    for part in parts[1:]:
+        union = union.unionByName(part)
+    per_day = union.groupBy("user_id", "day").agg(
+        *[F.sum(o).alias(o) for o in outputs],
+        F.max("_key").alias("_key"),
+        F.max("_forced").alias("_forced"),
+    )
+    running = (
+        Window.partitionBy("user_id")
+        .orderBy("day")
+        .rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
+    changed = F.lit(False)
+    for o in outputs:
+        changed = changed | (F.col(o) != 0)
+    state = per_day.select(
+        "user_id",
+        "day",
+        changed.alias("_changed"),
+        "_key",
+        "_forced",
+        *[F.sum(o).over(running).alias(o) for o in outputs],
+    )
+    nonzero = F.lit(False)
+    for o in outputs:
+        nonzero = nonzero | (F.col(o) != 0)
+    keep = _in_days(F.col("day"), days) & (
+        F.col("_changed") | (F.col("_forced") == 1) | ((F.col("_key") == 1) & nonzero)
+    )
+    return state.where(keep).select("user_id", F.col("day").alias("as_of_day"), *outputs)
+
+
+def _users(frame: DataFrame) -> DataFrame:
+    return frame.select("user_id").distinct()
+
+
+def _finish(rows: DataFrame, columns: tuple[str, ...], doubles: Iterable[str]) -> DataFrame:
+    """Declared column order; exact sums rounded to a double once, counts as BIGINT."""
+    doubles = set(doubles)
+    return rows.select(
+        "user_id",
+        "as_of_day",
+        *[F.col(c).cast("double" if c in doubles else "bigint").alias(c) for c in columns],
+    )
+
+
+COUNT, AMOUNT = "bigint", "decimal(30,2)"  # delta and running-sum types: exact
 
 
 # --------------------------------------------------------------------------- transactions
 
 TXN_WINDOWS = (1, 7, 30)
+TXN_COLUMNS = tuple(f"txn_{m}_{w}d" for w in TXN_WINDOWS for m in ("count", "sum", "merchants"))
 
 
 def daily_transactions(transactions: DataFrame) -> DataFrame:
-    """(user_id, day, n, amount, merchants) from raw transactions."""
-    return transactions.groupBy("user_id", F.to_date("event_ts").alias("day")).agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.col("amount").cast("double")).alias("amount"),
-        F.collect_set("merchant_id").alias("merchants"),
+    """(user_id, day, merchant_id, n, amount) from raw transactions: one row per merchant and day."""
+    return transactions.groupBy("user_id", F.to_date("event_ts").alias("day"), "merchant_id").agg(
+        F.count(F.lit(1)).alias("n"), F.sum("amount").cast(AMOUNT).alias("amount")
     )
 
 
-def _count_and_sum(prefix: str, w: int) -> list[Column]:
-    """Count and sum of the daily aggregates (`n`, `amount`) younger than `w` days."""
-    inside = F.col("age") < w
-    return [
-        F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0)))
-        .cast("long")
-        .alias(f"{prefix}_count_{w}d"),
-        F.coalesce(F.sum(F.when(inside, F.col("amount"))), F.lit(0.0)).alias(f"{prefix}_sum_{w}d"),
+def transaction_features(
+    daily: DataFrame, days: list[dt.date], forced: DataFrame | None = None
+) -> DataFrame:
+    """Transaction count, sum and distinct merchants over 1, 7 and 30 days: change rows."""
+    types = {c: AMOUNT if "_sum_" in c else COUNT for c in TXN_COLUMNS}
+    totals = daily.groupBy("user_id", "day").agg(
+        F.sum("n").alias("n"), F.sum("amount").cast(AMOUNT).alias("amount")
+    )
+    sums = [WindowSum(f"txn_count_{w}d", "n", w) for w in TXN_WINDOWS]
+    sums += [WindowSum(f"txn_sum_{w}d", "amount", w) for w in TXN_WINDOWS]
+    distinct = [WindowDistinct(f"txn_merchants_{w}d", w) for w in TXN_WINDOWS]
+    deltas = [
+        sum_deltas(totals, sums, types),
+        distinct_deltas(
+            daily.select("user_id", "day", "merchant_id"), "merchant_id", distinct, types
+        ),
     ]
-
-
-def transaction_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
-    """Per user and as-of day: transaction count, sum and distinct merchants over 1, 7 and 30 days."""
-    aggregates = []
-    for w in TXN_WINDOWS:
-        merchants = F.collect_list(F.when(F.col("age") < w, F.col("merchants")))
-        aggregates += [
-            *_count_and_sum("txn", w),
-            F.size(F.array_distinct(F.flatten(merchants)))
-            .cast("long")
-            .alias(f"txn_merchants_{w}d"),
-        ]
-    return expand(daily, days, max(TXN_WINDOWS)).groupBy("user_id", "as_of_day").agg(*aggregates)
+    rows = change_rows(deltas, _users(daily), days, types, forced)
+    return _finish(rows, TXN_COLUMNS, (s.output for s in sums if s.source == "amount"))
 
 
 # --------------------------------------------------------------------------- withdrawals
 
 WITHDRAWAL_WINDOWS = (1, 7)
+WITHDRAWAL_COLUMNS = tuple(
+    f"withdrawal_{m}_{w}d" for w in WITHDRAWAL_WINDOWS for m in ("count", "sum")
+)
 
 
 def daily_withdrawals(withdrawals: DataFrame) -> DataFrame:
+    """(user_id, day, n, amount) from raw withdrawals."""
     return withdrawals.groupBy("user_id", F.to_date("event_ts").alias("day")).agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(F.col("amount").cast("double")).alias("amount"),
+        F.count(F.lit(1)).alias("n"), F.sum("amount").cast(AMOUNT).alias("amount")
     )
 
 
-def withdrawal_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
-    """Per user and as-of day: withdrawal count and sum over 1 and 7 days."""
-    aggregates = [c for w in WITHDRAWAL_WINDOWS for c in _count_and_sum("withdrawal", w)]
-    return (
-        expand(daily, days, max(WITHDRAWAL_WINDOWS))
-        .groupBy("user_id", "as_of_day")
-        .agg(*aggregates)
-    )
+def withdrawal_features(
+    daily: DataFrame, days: list[dt.date], forced: DataFrame | None = None
+) -> DataFrame:
+    """Withdrawal count and sum over 1 and 7 days: change rows."""
+    types = {c: AMOUNT if "_sum_" in c else COUNT for c in WITHDRAWAL_COLUMNS}
+    sums = [
+        WindowSum(f"withdrawal_{m}_{w}d", "n" if m == "count" else "amount", w)
+        for w in WITHDRAWAL_WINDOWS
+        for m in ("count", "sum")
+    ]
+    rows = change_rows([sum_deltas(daily, sums, types)], _users(daily), days, types, forced)
+    return _finish(rows, WITHDRAWAL_COLUMNS, (c for c in types if types[c] == AMOUNT))
 
 
 # --------------------------------------------------------------------------- logins
 
+LOGIN_COLUMNS = ("failed_logins_1d", "logins_1d")
+
 
 def daily_logins(logins: DataFrame) -> DataFrame:
+    """(user_id, day, n, failed) from raw logins."""
     return logins.groupBy("user_id", F.to_date("event_ts").alias("day")).agg(
         F.count(F.lit(1)).alias("n"),
-        F.sum(F.when(F.col("success"), F.lit(0)).otherwise(F.lit(1))).alias("failed"),
+        F.sum(F.when(F.col("success"), F.lit(0)).otherwise(F.lit(1))).cast(COUNT).alias("failed"),
     )
 
 
-def login_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
-    """Per user and as-of day: failed logins and all logins over 1 day."""
-    inside = F.col("age") < 1
-    return (
-        expand(daily, days, 1)
-        .groupBy("user_id", "as_of_day")
-        .agg(
-            F.sum(F.when(inside, F.col("failed")).otherwise(F.lit(0)))
-            .cast("long")
-            .alias("failed_logins_1d"),
-            F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0))).cast("long").alias("logins_1d"),
-        )
-    )
+def login_features(
+    daily: DataFrame, days: list[dt.date], forced: DataFrame | None = None
+) -> DataFrame:
+    """Failed logins and all logins over 1 day: change rows."""
+    types = dict.fromkeys(LOGIN_COLUMNS, COUNT)
+    sums = [WindowSum("failed_logins_1d", "failed", 1), WindowSum("logins_1d", "n", 1)]
+    rows = change_rows([sum_deltas(daily, sums, types)], _users(daily), days, types, forced)
+    return _finish(rows, LOGIN_COLUMNS, ())
 
 
 # --------------------------------------------------------------------------- profile (365 days)
 
 PROFILE_WINDOW = 365
 TOP_N = 3
+KINDS = ("ip", "device")
+PROFILE_COLUMNS = ("common_ips_365d", "common_devices_365d")
+_FORCED = "~forced"  # a marker row's kind in the profile pass (not a login value)
+EPOCH = dt.date(1970, 1, 1)
 
 
 def daily_login_values(logins: DataFrame) -> DataFrame:
@@ -152,82 +326,177 @@ def daily_login_values(logins: DataFrame) -> DataFrame:
     )
 
 
-def common_values(
+Tops = tuple[tuple[str, ...], ...]  # per kind, the top values in order
+
+
+def _tops(counts: dict[str, dict[str, list[int]]], top_n: int) -> Tops:
+    """Most logins first, then most recently used, then by value."""
+    return tuple(
+        tuple(sorted(counts[k], key=lambda v, c=counts[k]: (-c[v][0], -c[v][1], v))[:top_n])
+        for k in KINDS
+    )
+
+
+def top_values(
+    entries: list[tuple[int, str, str | None, int, int]],
+    emit: set[int],
+    keys: set[int],
+    window: int = PROFILE_WINDOW,
+    top_n: int = TOP_N,
+) -> list[tuple[int, Tops]]:
+    """One user's profile change rows: [(day, tops)] for days in `emit` (day numbers).
+
+    `entries`: (day, kind, value, n, last_ts) sorted by day, one per (day, kind, value) of
+    successful logins read since `window` days before the first emitted day; an entry of kind
+    `_FORCED` marks a day that must get a row. `keys`: the key-frame days. A use on day d counts on
+    days d .. d+window-1; a value's last use is the latest of its uses still inside the window.
+    """
+    uses = [e for e in entries if e[1] != _FORCED]
+    forced = {e[0] for e in entries if e[1] == _FORCED}
+    first, last = min(emit), max(emit)
+    days = {e[0] for e in uses} | {e[0] + window for e in uses} | forced | keys
+    counts: dict[str, dict[str, list[int]]] = {k: {} for k in KINDS}
+    added = removed = 0
+    prev: Tops | None = None
+    out: list[tuple[int, Tops]] = []
+    for day in sorted(d for d in days if d <= last):
+        if prev is None and day >= first:
+            prev = _tops(counts, top_n)  # the value the day before the first emitted change
+        while removed < len(uses) and uses[removed][0] + window <= day:
+            _, kind, value, n, _ = uses[removed]
+            c = counts[kind][value]  # type: ignore[index]
+            c[0] -= n
+            if c[0] == 0:
+                del counts[kind][value]  # type: ignore[arg-type]
+            removed += 1
+        while added < len(uses) and uses[added][0] <= day:
+            _, kind, value, n, ts = uses[added]
+            c = counts[kind].setdefault(value, [0, ts])  # type: ignore[arg-type]
+            c[0] += n
+            c[1] = max(c[1], ts)
+            added += 1
+        if day < first:
+            continue
+        now = _tops(counts, top_n)
+        if day in emit and (now != prev or day in forced or (day in keys and any(now))):
+            out.append((day, now))
+        prev = now
+    return out
+
+
+def _profile_batches(
+    emit: set[int], keys: set[int], window: int, top_n: int
+) -> Callable[[Iterator], Iterator]:
+    """mapInPandas over partitions sorted by (user_id, day): every user's rows, one at a time.
+
+    A user's rows can straddle Arrow batches: the last user of a batch waits for the next one.
+    """
+    import itertools
+
+    import numpy as np
+    import pandas as pd
+
+    def to_json(values: tuple[str, ...]) -> str:
+        return json.dumps(list(values), separators=(",", ":"), ensure_ascii=False)
+
+    def rows_of(frame: pd.DataFrame) -> pd.DataFrame:
+        out: list[tuple[int, int, str, str]] = []
+        columns = [frame[c].tolist() for c in ("user_id", "day", "kind", "value", "n", "last_ts")]
+        for user, group in itertools.groupby(zip(*columns, strict=True), key=lambda r: r[0]):
+            entries = [(d, k, v, n, ts) for _, d, k, v, n, ts in group]
+            for day, (ips, devices) in top_values(entries, emit, keys, window, top_n):
+                out.append((user, day, to_json(ips), to_json(devices)))
+        return pd.DataFrame(out, columns=["user_id", "day", *PROFILE_COLUMNS])
+
+    def run(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        pending = None
+        for batch in batches:
+            if pending is not None:
+                batch = pd.concat([pending, batch], ignore_index=True)
+            if not len(batch):
+                continue
+            users = batch["user_id"].to_numpy()
+            cut = int(np.searchsorted(users, users[-1]))  # the last user may go on
+            pending = batch.iloc[cut:]
+            if cut:
+                yield rows_of(batch.iloc[:cut])
+        if pending is not None and len(pending):
+            yield rows_of(pending)
+
+    return run
+
+
+def profile_features(
     daily: DataFrame,
     days: list[dt.date],
-    kind: str,
+    forced: DataFrame | None = None,
     window: int = PROFILE_WINDOW,
     top_n: int = TOP_N,
 ) -> DataFrame:
-    """(user_id, as_of_day, values): the user's `top_n` most used values of `kind` over `window` days.
+    """Common IPs and devices over 365 days (top 3, JSON arrays): change rows.
 
-    Order: most logins first, then most recently used, then by value. Users whose window just
-    emptied get an empty list.
+    Order: most logins first, then most recently used, then by value. A window that empties
+    yields empty lists.
     """
-    recent = expand(daily.where(F.col("kind") == kind), days, window)
-    inside = F.col("age") < window
-    per_value = recent.groupBy("user_id", "as_of_day", "value").agg(
-        F.sum(F.when(inside, F.col("n")).otherwise(F.lit(0))).alias("n"),
-        F.max(F.when(inside, F.col("last_ts"))).alias("last_ts"),
+    number = lambda d: (d - EPOCH).days  # noqa: E731
+    uses = daily.select(
+        "user_id",
+        F.datediff(F.col("day"), F.lit(EPOCH)).alias("day"),
+        "kind",
+        "value",
+        F.col("n").cast("long").alias("n"),
+        F.unix_micros(F.col("last_ts")).alias("last_ts"),
     )
-    ranked = (
-        per_value.where(F.col("n") > 0)
-        .withColumn(
-            "rank",
-            F.row_number().over(
-                Window.partitionBy("user_id", "as_of_day").orderBy(
-                    F.col("n").desc(), F.col("last_ts").desc(), F.col("value").asc()
-                )
-            ),
+    if forced is not None:
+        uses = uses.unionByName(
+            forced.select(
+                "user_id",
+                F.datediff(F.col("day"), F.lit(EPOCH)).alias("day"),
+                F.lit(_FORCED).alias("kind"),
+                F.lit(None).cast("string").alias("value"),
+                F.lit(0).cast("long").alias("n"),
+                F.lit(0).cast("long").alias("last_ts"),
+            )
         )
-        .where(F.col("rank") <= top_n)
+    run = _profile_batches(
+        {number(d) for d in days}, {number(d) for d in key_frames(days)}, window, top_n
     )
-    lists = ranked.groupBy("user_id", "as_of_day").agg(
-        F.transform(
-            F.sort_array(F.collect_list(F.struct("rank", "value"))), lambda s: s["value"]
-        ).alias("values")
+    schema = "user_id long, day int, common_ips_365d string, common_devices_365d string"
+    rows = (
+        uses.repartition("user_id").sortWithinPartitions("user_id", "day").mapInPandas(run, schema)
     )
-    keys = per_value.select("user_id", "as_of_day").distinct()
-    return keys.join(lists, ["user_id", "as_of_day"], "left").select(
+    return rows.select(
         "user_id",
-        "as_of_day",
-        F.coalesce(F.col("values"), F.array().cast("array<string>")).alias("values"),
-    )
-
-
-def profile_features(daily: DataFrame, days: list[dt.date]) -> DataFrame:
-    """Per user and as-of day: common IPs and devices over 365 days, as JSON arrays."""
-    ips = common_values(daily, days, "ip").withColumnRenamed("values", "ips")
-    devices = common_values(daily, days, "device").withColumnRenamed("values", "devices")
-    empty = F.array().cast("array<string>")
-    return ips.join(devices, ["user_id", "as_of_day"], "full_outer").select(
-        "user_id",
-        "as_of_day",
-        F.to_json(F.coalesce(F.col("ips"), empty)).alias("common_ips_365d"),
-        F.to_json(F.coalesce(F.col("devices"), empty)).alias("common_devices_365d"),
+        F.date_add(F.lit(EPOCH), F.col("day")).alias("as_of_day"),
+        *PROFILE_COLUMNS,
     )
 
 
 # --------------------------------------------------------------------------- registry
 
+# What every feature set's rows depend on besides its own prepare/compute.
+_SHARED: tuple[Callable, ...] = (key_frames, _in_days, change_rows, _deltas, _finish)
+
 
 @dataclass(frozen=True)
 class FeatureSet:
-    """One feature table: where its events come from and how a day of it is computed."""
+    """One feature table: where its events come from and how a range of days of it is computed."""
 
     name: str
     table: str
     source: str  # raw event table
-    lookback_days: int  # days before the as-of day whose events the computation reads
-    feature_view: (
-        str  # the Feast view over `table` (feature_repo/batch_features.py), for --materialize
-    )
+    lookback_days: int  # days before the first as-of day whose events the computation reads
+    feature_view: str  # the Feast view over `table` (feature_repo/batch_features.py)
     prepare: Callable[[DataFrame], DataFrame]
-    compute: Callable[[DataFrame, list[dt.date]], DataFrame]  # -> user_id, as_of_day, columns
+    # (prepared, days, forced) -> user_id, as_of_day, columns: the change rows of `days`
+    compute: Callable[..., DataFrame]
     columns: tuple[str, ...]
+    uses: tuple[Callable, ...] = ()  # helpers of `compute` (part of its definition)
+    constants: tuple[str, ...] = ()  # names of module constants it depends on
 
     def definition_hash(self) -> str:
         """Changes when the computation or the output changes: its code, columns and windows."""
+        module = globals()
         parts = [
             self.name,
             self.table,
@@ -237,14 +506,9 @@ class FeatureSet:
         ]
         parts += [
             inspect.getsource(fn)
-            for fn in (self.prepare, self.compute, expand, versioned, _count_and_sum)
+            for fn in (self.prepare, self.compute, *self.uses, *_SHARED, versioned)
         ]
-        if self.name == "profile":
-            parts += [
-                inspect.getsource(common_values),
-                f"top_n={TOP_N}",
-                f"window={PROFILE_WINDOW}",
-            ]
+        parts += [f"{name}={module[name]!r}" for name in self.constants]
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
@@ -259,7 +523,9 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             "user_transactions",
             daily_transactions,
             transaction_features,
-            tuple(f"txn_{m}_{w}d" for w in TXN_WINDOWS for m in ("count", "sum", "merchants")),
+            TXN_COLUMNS,
+            (sum_deltas, distinct_deltas),
+            ("TXN_WINDOWS", "COUNT", "AMOUNT"),
         ),
         FeatureSet(
             "withdrawals",
@@ -269,7 +535,9 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             "user_withdrawals",
             daily_withdrawals,
             withdrawal_features,
-            tuple(f"withdrawal_{m}_{w}d" for w in WITHDRAWAL_WINDOWS for m in ("count", "sum")),
+            WITHDRAWAL_COLUMNS,
+            (sum_deltas,),
+            ("WITHDRAWAL_WINDOWS", "COUNT", "AMOUNT"),
         ),
         FeatureSet(
             "logins",
@@ -279,7 +547,9 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             "user_logins",
             daily_logins,
             login_features,
-            ("failed_logins_1d", "logins_1d"),
+            LOGIN_COLUMNS,
+            (sum_deltas,),
+            ("COUNT",),
         ),
         FeatureSet(
             "profile",
@@ -289,7 +559,9 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             "user_profile",
             daily_login_values,
             profile_features,
-            ("common_ips_365d", "common_devices_365d"),
+            PROFILE_COLUMNS,
+            (top_values, _tops, _profile_batches),
+            ("PROFILE_WINDOW", "TOP_N", "KINDS"),
         ),
     )
 }

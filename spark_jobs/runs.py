@@ -150,6 +150,19 @@ def record_partition(
         )
 
 
+def runs_with_partitions(
+    db, feature_set: str, first: dt.date, last: dt.date, exclude: str
+) -> list[str]:
+    """Runs other than `exclude` with a recorded partition of `feature_set` in [first, last]."""
+    with connection.connect(db.offline_store_config()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT DISTINCT run_id FROM feature_run_partitions WHERE feature_set = %s "
+            "AND partition_day >= %s AND partition_day <= %s AND run_id <> %s",
+            (feature_set, first, last, exclude),
+        )
+        return sorted(r[0] for r in cur.fetchall())
+
+
 def finish(db, run_id: str, status: str, error: str | None = None) -> None:
     with connection.connect(db.offline_store_config()) as conn, conn.cursor() as cur:
         cur.execute(

@@ -313,6 +313,16 @@ def count_between(table: str, column: str, start: dt.datetime, end: dt.datetime)
     ]
 
 
+def count_per_day(table: str, column: str, start: dt.datetime, end: dt.datetime) -> Statement:
+    """(day, rows) with start <= column < end, per UTC day of `column`."""
+    c = quote_identifier(column)
+    return (
+        f"SELECT DATE({c}) AS d, COUNT(*) FROM {quote_table(table)} "
+        f"WHERE {c} >= %s AND {c} < %s GROUP BY DATE({c})",
+        [naive_utc(start), naive_utc(end)],
+    )
+
+
 def select_logged(table: str, start: dt.datetime, end: dt.datetime) -> Statement:
     """Served-feature log rows with start <= __log_timestamp < end, oldest first."""
     ts = quote_identifier("__log_timestamp")

@@ -76,12 +76,36 @@ def expected_transactions(db) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def latest_versions(db, table: str) -> pd.DataFrame:
-    return frame(
-        db,
-        f"SELECT * FROM {table} t WHERE created_ts = (SELECT MAX(created_ts) FROM {table} u "
-        "WHERE u.user_id = t.user_id AND u.event_ts = t.event_ts)",
-    )
+TXN_COLUMNS = [f"txn_{m}_{w}d" for w in (1, 7, 30) for m in ("count", "sum", "merchants")]
+LOGIN_COLUMNS = ["failed_logins_1d", "logins_1d"]
+WITHDRAWAL_COLUMNS = [f"withdrawal_{m}_{w}d" for w in (1, 7) for m in ("count", "sum")]
+
+
+def answers(db, table: str, columns: list[str]) -> pd.DataFrame:
+    """Per (user_id, event_ts) of every user with a row and every as-of instant of the range: the
+    latest stored row at or before it (newest version first), the point-in-time answer."""
+    stored = frame(db, f"SELECT user_id, event_ts, created_ts, {', '.join(columns)} FROM {table}")
+    stored = stored.sort_values(["user_id", "event_ts", "created_ts"])
+    stored = stored.drop_duplicates(["user_id", "event_ts"], keep="last")
+    out = []
+    for day in pd.date_range(START, LAST).date:
+        hi = pd.Timestamp(day) + pd.Timedelta(days=1)
+        latest = stored[stored["event_ts"] <= hi].drop_duplicates("user_id", keep="last")
+        out.append(latest.assign(event_ts=hi))
+    return pd.concat(out).set_index(["user_id", "event_ts"])[columns]
+
+
+def compare(got: pd.DataFrame, want: pd.DataFrame, columns: list[str]) -> None:
+    """Equal where `want` has a row; where it has none (no events in any window) the answer is
+    no row or zeros (the row written the day a window emptied)."""
+    assert set(want.index) <= set(got.index)
+    for col in columns:
+        if "_sum_" in col:
+            assert got.loc[want.index, col].to_numpy() == pytest.approx(want[col].to_numpy()), col
+        else:
+            assert got.loc[want.index, col].tolist() == want[col].tolist(), col
+    rest = got.drop(index=want.index)
+    assert (rest[columns] == 0).all().all(), rest[(rest[columns] != 0).any(axis=1)].head()
 
 
 def test_backfill_values_versions_and_as_of(
@@ -102,68 +126,56 @@ def test_backfill_values_versions_and_as_of(
         runs_["rows_written"].iloc[0]
     )
 
-    # 1. Values equal an independent computation (every user and day of the range).
-    got = (
-        latest_versions(db, "user_transaction_features")
-        .sort_values(["event_ts", "user_id"])
-        .reset_index(drop=True)
+    # 1. Values equal an independent computation at every user and day of the range, read the
+    # point-in-time way (the latest row at or before the day): rows are stored only on change.
+    got = answers(db, "user_transaction_features", TXN_COLUMNS)
+    want = expected_transactions(db)
+    assert len(want) > N_USERS * 3
+    compare(got, want.set_index(["user_id", "event_ts"]), TXN_COLUMNS)
+    stored = rows(db, "SELECT COUNT(*) FROM user_transaction_features")[0][0]
+    assert 0 < stored < len(want)  # change-only: fewer rows than (user, day) with a value
+    # Logins (1 day) and withdrawals (1 and 7 days), every day.
+    logins = frame(db, "SELECT user_id, success, event_ts FROM logins")
+    withdrawals = frame(
+        db, "SELECT user_id, CAST(amount AS DOUBLE) AS amount, event_ts FROM withdrawals"
     )
-    want = expected_transactions(db).sort_values(["event_ts", "user_id"]).reset_index(drop=True)
-    assert len(got) == len(want) > N_USERS * 3
-    for col in want.columns:
-        if col.startswith("txn_sum"):
-            assert got[col].to_numpy() == pytest.approx(want[col].to_numpy(), abs=1e-6), col
-        else:
-            assert got[col].tolist() == want[col].tolist(), col
-    # Logins (1 day; zero rows for yesterday's users) and withdrawals (1 and 7 days), every day.
+    want_logins, want_withdrawals = [], []
     for day in pd.date_range(START, LAST).date:
-        lo = pd.Timestamp(day)
-        hi = lo + pd.Timedelta(days=1)
-        logins = frame(
-            db,
-            "SELECT user_id, success, event_ts FROM logins "
-            f"WHERE event_ts >= '{lo - pd.Timedelta(days=1)}' AND event_ts < '{hi}'",
-        )
-        stored = (
-            frame(
-                db,
-                "SELECT user_id, failed_logins_1d, logins_1d FROM user_login_features "
-                f"WHERE event_ts = '{hi}'",
+        hi = pd.Timestamp(day) + pd.Timedelta(days=1)
+        today = logins[
+            (logins["event_ts"] >= hi - pd.Timedelta(days=1)) & (logins["event_ts"] < hi)
+        ]
+        for user, g in today.groupby("user_id"):
+            want_logins.append(
+                {
+                    "user_id": user,
+                    "event_ts": hi,
+                    "failed_logins_1d": int((g["success"] == 0).sum()),
+                    "logins_1d": len(g),
+                }
             )
-            .set_index("user_id")
-            .sort_index()
-        )
-        assert stored.index.tolist() == sorted(logins["user_id"].unique()), day
-        today = logins[logins["event_ts"] >= lo].groupby("user_id")
-        assert (
-            stored["logins_1d"].tolist()
-            == today.size().reindex(stored.index, fill_value=0).tolist()
-        )
-        failed = today["success"].apply(lambda s: int((s == 0).sum()))
-        assert (
-            stored["failed_logins_1d"].tolist()
-            == failed.reindex(stored.index, fill_value=0).tolist()
-        )
-        wd = frame(
-            db,
-            "SELECT user_id, CAST(amount AS DOUBLE) AS amount, event_ts FROM withdrawals "
-            f"WHERE event_ts >= '{lo - pd.Timedelta(days=7)}' AND event_ts < '{hi}'",
-        )
-        stored = frame(db, f"SELECT * FROM user_withdrawal_features WHERE event_ts = '{hi}'")
-        stored = stored.set_index("user_id").sort_index()
-        assert stored.index.tolist() == sorted(wd["user_id"].unique()), day
-        for w in (1, 7):
-            inside = wd[wd["event_ts"] >= hi - pd.Timedelta(days=w)].groupby("user_id")["amount"]
-            counts = inside.count().reindex(stored.index, fill_value=0)
-            sums = inside.sum().reindex(stored.index, fill_value=0.0)
-            assert stored[f"withdrawal_count_{w}d"].tolist() == counts.tolist(), (day, w)
-            assert stored[f"withdrawal_sum_{w}d"].to_numpy() == pytest.approx(sums.to_numpy()), (
-                day,
-                w,
-            )
+        for user, g in withdrawals[
+            (withdrawals["event_ts"] >= hi - pd.Timedelta(days=7)) & (withdrawals["event_ts"] < hi)
+        ].groupby("user_id"):
+            row = {"user_id": user, "event_ts": hi}
+            for w in (1, 7):
+                inside = g[g["event_ts"] >= hi - pd.Timedelta(days=w)]["amount"]
+                row |= {f"withdrawal_count_{w}d": len(inside), f"withdrawal_sum_{w}d": inside.sum()}
+            want_withdrawals.append(row)
+    compare(
+        answers(db, "user_login_features", LOGIN_COLUMNS),
+        pd.DataFrame(want_logins).set_index(["user_id", "event_ts"]),
+        LOGIN_COLUMNS,
+    )
+    compare(
+        answers(db, "user_withdrawal_features", WITHDRAWAL_COLUMNS),
+        pd.DataFrame(want_withdrawals).set_index(["user_id", "event_ts"]),
+        WITHDRAWAL_COLUMNS,
+    )
     profile = frame(
         db,
-        "SELECT common_ips_365d FROM user_profile_features WHERE user_id = 1 AND event_ts = '2026-02-17'",
+        "SELECT common_ips_365d FROM user_profile_features WHERE user_id = 1 "
+        "AND event_ts <= '2026-02-17' ORDER BY event_ts DESC LIMIT 1",
     )
     ips = frame(
         db,
@@ -179,12 +191,15 @@ def test_backfill_values_versions_and_as_of(
             "INSERT INTO transactions VALUES (999999999, 7, 'late', 1000.00, 'EUR', '2026-02-12 10:00:00')"
         )
     assert backfill("--features", "transactions") == 0
-    versions = rows(
+    second = frame(
         db,
-        "SELECT COUNT(*) FROM user_transaction_features WHERE user_id = 7 "
-        "AND event_ts = '2026-02-13'",
-    )[0][0]
-    assert versions == 2
+        "SELECT t.event_ts, t.txn_count_1d, r.started_at FROM user_transaction_features t "
+        "JOIN feature_runs r ON r.run_id = t.run_id WHERE t.user_id = 7 ORDER BY r.started_at",
+    )
+    assert second["started_at"].nunique() == 2  # the first version's rows stay
+    assert pd.Timestamp("2026-02-13") in set(
+        second[second["started_at"] == second["started_at"].max()]["event_ts"]
+    )
     assert rows(db, "SELECT COUNT(*) FROM feature_runs WHERE status = 'succeeded'")[0][0] == 2
 
     # 3. Through Feast: as_of the first run gives the first values exactly, the default the latest.

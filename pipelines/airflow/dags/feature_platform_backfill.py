@@ -28,7 +28,13 @@ with DAG(
     params={
         "start": Param(type="string", format="date", description="First as-of day (UTC)."),
         "end": Param(type="string", format="date", description="Last as-of day (UTC), inclusive."),
-        "chunk_days": Param(28, type="integer", minimum=1, maximum=366),
+        "chunk_days": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            maximum=3660,
+            description="Days per chunk (the unit of resume); empty: the job's default.",
+        ),
         "train": Param(False, type="boolean", description="Retrain both models afterwards."),
     },
     render_template_as_native_obj=True,

@@ -160,8 +160,9 @@ def test_compute_returns_exactly_the_declared_columns(spark, name):
     assert out.columns == ["user_id", "as_of_day", *fs.columns]
 
 
-def test_many_days_in_one_pass_equal_each_day_alone(spark):
-    """compute(daily, [d1..dn]) must equal n separate one-day computations (chunks vs days)."""
+def test_many_days_in_one_pass_answer_what_each_day_alone_answers(spark):
+    """compute(daily, [d1..dn]) read point-in-time equals n one-day computations (each a key
+    frame: every user with a value), on consecutive days and with a gap (a resumed chunk)."""
     import random
 
     rng = random.Random(5)
@@ -206,9 +207,81 @@ def test_many_days_in_one_pass_equal_each_day_alone(spark):
         "user_id long, amount decimal(14,2), destination_account string, event_ts timestamp",
     )
     raw = {"logins": logins, "transactions": txns, "withdrawals": withdrawals}
-    days = [ago(i) for i in (0, 1, 2, 4, 9)]  # with a gap, as a resumed chunk can have
+    users = range(1, 31)
+    for days in ([ago(i) for i in range(20, -1, -1)], [ago(i) for i in (0, 1, 2, 4, 9)]):
+        for fs in fx.FEATURE_SETS.values():
+            daily = fs.prepare(raw[fs.source]).cache()
+            together = fs.compute(daily, days).collect()
+            alone = [r for day in days for r in fs.compute(daily, [day]).collect()]
+            got = answers([together], users, days, fs.columns)
+            want = answers([alone], users, days, fs.columns)
+            differ = [key for key in want if got[key] != want[key]]
+            assert not differ, (fs.name, differ[:3], [(got[k], want[k]) for k in differ[:3]])
+            if len(days) > 5:  # change-only: fewer rows than users x days with a value
+                present = sum(v is not None for v in got.values())
+                assert 0 < len(together) < present, fs.name
+
+
+def answers(versions: list[list], users, days: list[dt.date], columns) -> dict:
+    """{(user, day): values} read the point-in-time way: the latest row at or before the day
+    (by as-of day, then by version: `versions` oldest first), None when there is none."""
+    latest: dict = {}
+    for version, rows in enumerate(versions):
+        for r in rows:
+            values = tuple(round(r[c], 6) if isinstance(r[c], float) else r[c] for c in columns)
+            latest.setdefault(r["user_id"], []).append((r["as_of_day"], version, values))
+    out = {}
+    for u in users:
+        mine = sorted(latest.get(u, []))
+        for day in days:
+            before = [v for d, _, v in mine if d <= day]
+            out[u, day] = before[-1] if before else None
+    return out
+
+
+def test_change_only_layout_gives_the_daily_layouts_answers(spark):
+    """A generated month: at every (user, day), the change rows answer what one row per user and
+    day answered (tests/unit/spark/old_layout.py, the earlier transforms), with far fewer rows."""
+    from spark_jobs.generate import generate
+    from tests.unit.spark import old_layout
+
+    n_users, end = 150, dt.date(2026, 3, 1)
+    raw = generate(spark, n_users, 75, end, seed=11)
+    month = [end - dt.timedelta(days=i) for i in range(30, 0, -1)]
+    users = range(0, n_users + 2)
     for fs in fx.FEATURE_SETS.values():
-        daily = fs.prepare(raw[fs.source]).cache()
-        together = sorted(tuple(r) for r in fs.compute(daily, days).collect())
-        alone = sorted(tuple(r) for day in days for r in fs.compute(daily, [day]).collect())
-        assert together == alone and len(together) > 20
+        prepare_old, compute_old = old_layout.COMPUTE[fs.name]
+        new = fs.compute(fs.prepare(raw[fs.source]), month).collect()
+        old = compute_old(prepare_old(raw[fs.source]), month).collect()
+        got, want = (answers([rows], users, month, fs.columns) for rows in (new, old))
+        differ = [key for key in want if got[key] != want[key]]
+        assert not differ, (fs.name, differ[:3], [(got[k], want[k]) for k in differ[:3]])
+        assert sum(v is not None for v in want.values()) > n_users * 10, fs.name
+        assert len(new) < len(old), (fs.name, len(new), len(old))
+
+
+def test_a_rerun_shadows_every_row_of_the_older_version(spark):
+    """A late event can make a day that changed stop changing. The re-run must still write that
+    day (its `forced` rows), or the older run's row there would stay the answer."""
+    rows = [
+        (1, "ip", "d", "DE", True, at(ago(3), 9)),
+        (1, "ip", "d", "DE", True, at(ago(3), 10)),  # 2 logins on day -3
+        (1, "ip", "d", "DE", True, at(ago(2), 9)),  # 1 on day -2: logins_1d changes 2 -> 1
+        (2, "ip", "d", "DE", True, at(ago(5))),
+    ]
+    late = [(1, "ip", "d", "DE", True, at(ago(2), 11))]  # now 2 on day -2: no change at -2
+    fs = fx.FEATURE_SETS["logins"]
+    days = [ago(i) for i in range(4, -1, -1)]
+    first = fs.compute(fs.prepare(spark.createDataFrame(rows, LOGIN_SCHEMA)), days).collect()
+    daily = fs.prepare(spark.createDataFrame(rows + late, LOGIN_SCHEMA))
+    each_day = [r for d in days for r in fs.compute(daily, [d]).collect()]
+    truth = answers([each_day], [1, 2], days, fs.columns)
+    forced = spark.createDataFrame(
+        [(r["user_id"], r["as_of_day"]) for r in first], "user_id long, day date"
+    )
+    rerun = fs.compute(daily, days, forced).collect()
+    assert answers([first, rerun], [1, 2], days, fs.columns) == truth
+    # Without the forced rows the older run's day -2 row (1 login) would be the answer.
+    unforced = fs.compute(daily, days).collect()
+    assert answers([first, unforced], [1, 2], days, fs.columns)[1, ago(2)] == (0, 1)
+    assert truth[1, ago(2)] == (0, 2)
