@@ -197,7 +197,7 @@ class MariaDB:
             f"--innodb-buffer-pool-size={self.buffer_pool}",
             "--innodb-flush-log-at-trx-commit=2",
             "--max-allowed-packet=64M",
-            "--local-infile=0",
+            "--local-infile=1",  # bulk loads (providers/tidb/bulk.py)
             *user_args,
         ]
         if self.tls_files:

@@ -1,9 +1,12 @@
-"""Read raw events from TiDB and write feature rows back, over JDBC.
+"""Read raw events from TiDB over JDBC and write rows back, in bulk where the server allows it.
 
 Reads are partitioned on a numeric column (user_id) with the time filter pushed down by Spark.
-Writes append in batches of `write_batch_rows`, each batch committed on its own
-(`isolationLevel=NONE`: Spark otherwise wraps a whole partition in one transaction, which can
-exceed TiDB's transaction size limit).
+Writes append in batches of `write_batch_rows`, each batch committed on its own (a whole
+partition in one transaction can exceed TiDB's transaction size limit):
+- with `LOAD DATA LOCAL INFILE` (providers/tidb/bulk.py) from each partition's Python worker,
+  when the server takes it (an empty load checks it before each write);
+- else, or with SPARK_BULK_LOAD=off, as JDBC batched INSERTs (`isolationLevel=NONE`), with a
+  warning saying why.
 """
 
 from __future__ import annotations
@@ -51,7 +54,61 @@ def read_events(
     return frame.where((F.col("event_ts") >= F.lit(start)) & (F.col("event_ts") < F.lit(end)))
 
 
+_warned: set[tuple[str, int, str]] = set()  # servers whose refusal was reported
+
+
+def bulk_refused(db: Database, table: str, columns: list[str]) -> str | None:
+    """Why rows cannot be bulk-loaded into `table` on this server, or None when they can.
+
+    Asked before every write (an empty load: milliseconds), so a server reconfigured between
+    writes is followed; the warning is printed once per server.
+    """
+    import sys
+
+    from providers.tidb import bulk
+
+    if not db.bulk_load:
+        return "SPARK_BULK_LOAD=off"
+    reason = bulk.probe(db.connection, table, columns)
+    key = (db.host, db.port, db.database)
+    if reason and key not in _warned:
+        _warned.add(key)
+        print(
+            f"warning: {db.host}:{db.port} refuses LOAD DATA LOCAL INFILE ({reason}); "
+            "writing with batched INSERTs, which is slower. Enable it on the server "
+            "(SET GLOBAL local_infile = 1 on MySQL and MariaDB) for bulk loads.",
+            file=sys.stderr,
+            flush=True,
+        )
+    return reason
+
+
+def _load_partitions(cfg, table: str, columns: list[str], batch_rows: int):
+    """mapInArrow: load each partition's rows, `batch_rows` per statement; yields the count."""
+
+    def run(batches):
+        import pyarrow as pa
+
+        from providers.tidb import bulk
+
+        stored = 0
+        with bulk.connect(cfg) as conn:
+            for batch in batches:
+                for start in range(0, batch.num_rows, batch_rows):
+                    part = batch.slice(start, batch_rows)
+                    data = bulk.rows_text(part, columns)
+                    stored += bulk.load(conn, table, columns, data, part.num_rows)
+        yield pa.RecordBatch.from_pydict({"rows": pa.array([stored], pa.int64())})
+
+    return run
+
+
 def write_rows(df: DataFrame, db: Database, table: str) -> None:
+    """Append `df`'s rows to `table` (its columns by name), in bounded batches."""
+    if bulk_refused(db, table, df.columns) is None:
+        loader = _load_partitions(db.connection, table, df.columns, db.write_batch_rows)
+        df.mapInArrow(loader, "rows long").agg(F.sum("rows")).collect()
+        return
     (
         df.write.format("jdbc")
         .option("url", db.jdbc_url)

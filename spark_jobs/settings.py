@@ -43,6 +43,7 @@ class Database:
     jdbc_jar: str = DEFAULT_JDBC_JAR
     jdbc_driver: str = DEFAULT_JDBC_DRIVER
     write_batch_rows: int = 5000
+    bulk_load: bool = True  # LOAD DATA LOCAL INFILE where the server takes it (spark_jobs/jdbc.py)
 
     @classmethod
     def from_env(
@@ -59,10 +60,14 @@ class Database:
             connection = TiDBSettings.from_env(env)
         except TiDBConfigError as exc:
             raise SettingsError(str(exc)) from exc
+        bulk = env.get("SPARK_BULK_LOAD", "on").strip().lower()
+        if bulk not in ("on", "off"):
+            raise SettingsError(f"SPARK_BULK_LOAD must be on or off, got {bulk!r}")
         return cls(
             connection=connection,
             jdbc_jar=jdbc_jar or env.get("SPARK_JDBC_JAR", DEFAULT_JDBC_JAR),
             jdbc_driver=jdbc_driver or env.get("SPARK_JDBC_DRIVER", DEFAULT_JDBC_DRIVER),
+            bulk_load=bulk == "on",
         )
 
     @property

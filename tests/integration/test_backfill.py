@@ -252,7 +252,20 @@ def test_backfill_values_versions_and_as_of(
     assert others["txn_count_30d"].tolist() == rebuilt.drop(index=7)["txn_count_30d"].tolist()
 
 
-def test_an_interrupted_backfill_resumes_without_duplicates(jobs_env, db, monkeypatch):
+@pytest.fixture
+def local_infile_off(db):
+    """The server refuses LOAD DATA LOCAL INFILE (this test's server only: one per worker)."""
+    with db.cursor() as cur:
+        cur.execute("SET GLOBAL local_infile = 0")
+    yield
+    with db.cursor() as cur:
+        cur.execute("SET GLOBAL local_infile = 1")
+
+
+def test_an_interrupted_backfill_resumes_without_duplicates(
+    jobs_env, db, monkeypatch, local_infile_off, capfd
+):
+    """Also on a server that refuses LOCAL INFILE: the writes fall back to INSERTs, with a warning."""
     from spark_jobs import jdbc
 
     real_write, calls = jdbc.write_rows, []
@@ -272,6 +285,7 @@ def test_an_interrupted_backfill_resumes_without_duplicates(jobs_env, db, monkey
         rows(db, "SELECT COUNT(*) FROM feature_run_partitions")[0][0] == 4
     )  # only the first chunk
 
+    assert "refuses LOAD DATA LOCAL INFILE" in capfd.readouterr().err
     monkeypatch.setattr(jdbc, "write_rows", real_write)
     assert backfill("--chunk-days", "4", "--features", "transactions,logins") == 0
     after = frame(db, "SELECT run_id, status FROM feature_runs")
