@@ -7,9 +7,11 @@ only once its (run, feature set, day) partition is recorded as written whole, an
 re-run's newer version wins ties on event time, and `providers.tidb.as_of(t)` sees exactly what
 a reader at time t could have seen.
 
-TTL: none. A user's last row stays correct while they are inactive (the jobs write one row of
-zeros when a window empties), so an old row is still the right value, online and offline alike.
-Staleness of the pipeline itself is watched through the freshness budget, not the TTL.
+TTL: none. Rows are written only when a value changes (and a row of zeros when a window
+empties), so a user's last row stays correct while they are inactive, online and offline alike.
+Freshness is the pipeline's: serving ages a value from the last day the feature set's runs
+recorded and materialization loaded (VOUCHED_TAG), so `stale` means the pipeline is late, not
+that the user is idle.
 """
 
 from datetime import timedelta
@@ -18,6 +20,7 @@ from entities import user
 from feast import FeatureView, Field
 from feast.types import Array, Float64, Int64, String
 
+from providers.feast_redis import VOUCHED_TAG
 from providers.tidb import TiDBSource
 from providers.tidb.sql import quote_identifier, quote_table
 
@@ -77,7 +80,9 @@ def _view(
         ttl=BATCH_TTL,
         schema=schema,
         source=source,
-        tags=BATCH,
+        # Freshness: a value is vouched for up to the last day its feature set's runs recorded
+        # (providers.feast_redis.VOUCHED_TAG), not just to its row's time (rows are per change).
+        tags={**BATCH, VOUCHED_TAG: feature_set},
         description=description,
     )
 

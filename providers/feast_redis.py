@@ -201,11 +201,18 @@ def write_scripted(
     return written
 
 
+# A batch view's tag naming the Spark feature set whose recorded runs vouch for its values
+# (spark_jobs/features.py): materialization records their coverage in `progress_key`.
+VOUCHED_TAG = "vouched_by_feature_set"
+
+
 def progress_key(project: str) -> bytes:
-    """The hash where the stream job records, per stream feature view, the event time up to which
-    every key's value is complete (its watermark, in microseconds since the epoch). Serving reads
-    it in the same round trip as the features: a velocity value is as fresh as this, not as its
-    row's own time (an idle user's count of zero is current while the stream runs)."""
+    """The hash where the pipelines record, per feature view, the time up to which every key's
+    value is complete, in microseconds since the epoch: the stream job its watermark; the
+    materialization engine, for a view tagged VOUCHED_TAG, the end of the latest materialized
+    interval the batch runs covered. Serving reads it in the same round trip as the features: a
+    value is as fresh as this, not as its row's own time (an idle user's count of zero, or an
+    unchanged daily value, is current while the pipeline keeps up)."""
     return f"feature_platform:stream_progress:{project}".encode()
 
 
@@ -225,6 +232,13 @@ def epoch_key(project: str) -> bytes:
 
 
 # KEYS: the epoch, the load markers. ARGV: the epoch seen at start, then (view, end) pairs.
+# HSET KEYS[1] ARGV[1] ARGV[2] unless the field already holds a greater integer.
+SET_IF_GREATER = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+return 1
+"""
+
 MARK_IF_SAME_EPOCH = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
 for i = 2, #ARGV, 2 do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]) end

@@ -10,6 +10,8 @@ from typing import Any
 from feast import FeatureStore
 from feast.protos.feast.serving.ServingService_pb2 import FieldStatus
 
+from providers.feast_redis import VOUCHED_TAG
+
 
 class NotLoaded(RuntimeError):
     """The online store has no load marker for these views (feast_redis.loaded_key): it lost its
@@ -139,7 +141,9 @@ class _ViewRead:
     features: tuple[str, ...]
     fields: tuple[bytes | str, ...]  # the features' hash fields, then the timestamp field
     budget: float
-    streamed: bool = False  # a stream view: fresh up to the stream's progress (feast_redis)
+    # Fresh up to the pipeline's progress (feast_redis.progress_key): a stream view's watermark,
+    # a batch view's last materialized run coverage (VOUCHED_TAG)
+    vouched: bool = False
     marker: str = ""  # the view's name in the load markers (feast_redis.loaded_key)
     hidden: bool = False  # read as an on-demand view's input only, not served
 
@@ -210,9 +214,9 @@ class OnlineReader:
             ts_field, hashed = view_fields(name, features)
             fields: tuple[bytes | str, ...] = (*hashed, ts_field)
             budget = min((budgets.get(f, INF) for f in features), default=INF)
-            streamed = bool(getattr(view, "aggregations", None))
+            vouched = bool(getattr(view, "aggregations", None)) or VOUCHED_TAG in (view.tags or {})
             views.append(
-                _ViewRead(name, join_keys, features, fields, budget, streamed, view.name, hidden)
+                _ViewRead(name, join_keys, features, fields, budget, vouched, view.name, hidden)
             )
 
         for projection in svc.feature_view_projections:
@@ -322,9 +326,9 @@ class OnlineReader:
                 names = [(key, value_type) for key, _, value_type in view.join_keys]
                 for key in entity_keys(columns, names, project, version):
                     pipe.hmget(key, view.fields)
-            streamed = [v.name for v in plan.views if v.streamed]
-            if streamed:  # the stream's progress, in the same round trip
-                pipe.hmget(progress_key(project), streamed)
+            tracked = sorted({v.marker for v in plan.views if v.vouched})
+            if tracked:  # the pipelines' progress, in the same round trip
+                pipe.hmget(progress_key(project), tracked)
             if plan.views:  # and the views' load markers
                 pipe.hmget(loaded_key(project), [v.marker for v in plan.views])
             replies = await pipe.execute()
@@ -333,7 +337,7 @@ class OnlineReader:
             missing = [v.marker for v, mark in zip(plan.views, marks, strict=True) if not mark]
             if missing:
                 raise NotLoaded(missing)
-        progress = dict(zip(streamed, replies.pop(), strict=True)) if streamed else {}
+        progress = dict(zip(tracked, replies.pop(), strict=True)) if tracked else {}
 
         now = time.time()
         rows: list[dict[str, ServedFeature]] = [{} for _ in entity_rows]
@@ -343,9 +347,11 @@ class OnlineReader:
             for i, _ in enumerate(entity_rows):
                 *raw, raw_ts = next(replies_iter)
                 ts = decode_seconds(raw_ts)
-                vouched: float = ts  # the row's time, or the stream's progress past it
-                if ts and progress.get(view.name):  # complete up to the stream's watermark
-                    vouched = max(ts, int(progress[view.name]) / 1e6)
+                # The age is the time since the pipeline last vouched for the value: its row's
+                # time, or the pipeline's progress past it (an idle user's value is current).
+                vouched: float = ts
+                if ts and progress.get(view.marker):
+                    vouched = max(ts, int(progress[view.marker]) / 1e6)
                 for name, blob in zip(view.features, raw, strict=True):
                     value, present = decode_value(blob)
                     # never negative: a producer's clock may run up to 5 minutes ahead

@@ -281,7 +281,42 @@ class TiDBRedisEngine(LocalComputeEngine):
                 progress.close(failed=sum(id(t) not in ok for t in fast))
         if marks is not None:
             marks.mark(tasks, jobs)
+            self._record_coverage(marks.client, tasks, jobs)
         return jobs
+
+    def _record_coverage(self, client: Any, tasks: list, jobs: list) -> None:
+        """For each materialized view tagged VOUCHED_TAG: the time up to which its values are
+        vouched for, into the pipelines' progress (feast_redis.progress_key). That is the end of
+        the interval just materialized, but no later than the as-of instant of the latest day its
+        feature set's runs recorded: a materialization ahead of a late batch job vouches for
+        nothing new. It never moves back."""
+        import datetime as dt
+
+        from providers.tidb import connection
+
+        views = {
+            task.feature_view.name: (task.feature_view.tags[feast_redis.VOUCHED_TAG], task.end_time)
+            for task, job in zip(tasks, jobs, strict=True)
+            if job is not None
+            and job.status() == MaterializationJobStatus.SUCCEEDED
+            and feast_redis.VOUCHED_TAG in (task.feature_view.tags or {})
+        }
+        if not views:
+            return
+        with connection.connect(self.repo_config.offline_store) as conn, conn.cursor() as cur:
+            cur.execute(
+                "SELECT feature_set, MAX(partition_day) FROM feature_run_partitions "
+                "WHERE status = 'succeeded' GROUP BY feature_set"
+            )
+            covered = {name: day for name, day in cur.fetchall()}
+        key = feast_redis.progress_key(self.repo_config.project)
+        for view, (feature_set, end) in views.items():
+            day = covered.get(feature_set)
+            if day is None:
+                continue
+            through = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+            micros = int(min(end, through).timestamp() * 1_000_000)
+            client.eval(feast_redis.SET_IF_GREATER, 1, key, view, micros)
 
     def _materialize_forked(
         self, registry: BaseRegistry, tasks: list[MaterializationTask]

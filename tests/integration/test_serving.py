@@ -67,6 +67,44 @@ def test_predict_returns_score_decision_and_feature_ages(client):
     assert "serving_stale_features_total" in client.get("/metrics").text
 
 
+def test_batch_ages_count_from_what_the_runs_covered_not_from_the_row(client, stack):
+    """Rows are stored per change, so an idle user's row is old while its value is current. The
+    engine records how far the batch runs covered (runs through Feb 28 vouch up to Mar 1 00:00,
+    though materialized to Mar 2); serving ages values from that, so `stale` means a late
+    pipeline, not an idle user."""
+    import redis as redis_lib
+
+    from providers.feast_redis import progress_key
+
+    r = redis_lib.Redis.from_url(stack["redis"].url)
+    key = progress_key(client.app.state.store.project)
+    covered = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    assert int(r.hget(key, "user_transactions")) == int(covered.timestamp() * 1_000_000)
+
+    def served(users):
+        out = client.post(
+            "/v1/models/withdrawal_fraud/predict",
+            json={"entities": [{"user_id": u, "amount": 10.0} for u in users]},
+        ).json()
+        return [p["features"]["txn_count_30d"] for p in out["predictions"]]
+
+    users = list(range(1, 101))  # a request's most
+    before = time.time()
+    features = served(users)
+    present = [f for f in features if f["status"] == "PRESENT"]
+    assert present and all(f["stale"] for f in present)  # the runs stopped in March: late
+    assert all(abs(f["age_seconds"] - (before - covered.timestamp())) < 60 for f in present)
+    # A punctual pipeline: the same old rows are current, not stale.
+    r.hset(key, "user_transactions", int((before - 3600) * 1_000_000))
+    try:
+        features = served(users)
+    finally:
+        r.hset(key, "user_transactions", int(covered.timestamp() * 1_000_000))
+    present = [f for f in features if f["status"] == "PRESENT"]
+    assert present and not any(f["stale"] for f in present)
+    assert all(3500 < f["age_seconds"] < 3700 for f in present)
+
+
 def test_unknown_entity_is_scored_with_missing_features_reported(client):
     out = client.post(
         "/v1/models/withdrawal_fraud/predict",
