@@ -1,7 +1,7 @@
 """Backfill (cold start) and daily batch: compute feature sets for each day of a range.
 
     python -m spark_jobs.backfill --start 2026-01-01 --end 2026-03-31 [--features transactions,profile]
-                                  [--materialize] [--new-run] [--chunk-days 28] [--master URL] [--conf k=v]
+                                  [--materialize] [--new-run] [--chunk-days N] [--master URL] [--conf k=v]
 
 Each (feature set, day) is a partition: written whole with the run's id and its own `created_ts`,
 then recorded in `feature_run_partitions`. Rows are change-only (spark_jobs/features.py): a user
@@ -161,6 +161,7 @@ def backfill_feature_set(
     """
     from spark_jobs.jdbc import read_events, write_rows
 
+    counted = False
     for chunk in chunks(days, chunk_days_of(fs, chunk_days)):
         todo = [d for d in chunk if (fs.name, d) not in run.done]
         summary.skipped[fs.name] = summary.skipped.get(fs.name, 0) + len(chunk) - len(todo)
@@ -196,8 +197,10 @@ def backfill_feature_set(
             summary.partitions[fs.name] = summary.partitions.get(fs.name, 0) + 1
         if fs.source not in summary.counted_sources:
             summary.events += in_chunk
+            counted = True
         progress.update(in_chunk)
-    summary.counted_sources.add(fs.source)
+    if counted:  # each source's events once, by the first set that computed them
+        summary.counted_sources.add(fs.source)
 
 
 def events_per_day(
@@ -306,6 +309,20 @@ def run(args: argparse.Namespace) -> int:
         f"[{args.start} .. {args.end}], {len(run_.done)} partition(s) already written.",
         flush=True,
     )
+
+    after = dt.date.max - dt.timedelta(days=1)
+    for fs in sets:
+        later = runs.runs_with_partitions(
+            db, fs.name, args.end + dt.timedelta(days=1), after, exclude=run_.run_id
+        )
+        if later:
+            print(
+                f"warning: older runs recorded {fs.name} days after --end {args.end}; their rows "
+                "answer again after this range and do not include what this run recomputes. "
+                "Re-run through their last day if events before --end changed.",
+                file=sys.stderr,
+                flush=True,
+            )
 
     started = time.monotonic()
     spark = job_session("feature-backfill", args, db)

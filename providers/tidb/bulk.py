@@ -5,10 +5,10 @@ text and the server parses them without an SQL statement per row. `IMPORT INTO` 
 used: it reads files from the TiDB server's own disk or from cloud storage, not from the client,
 and runs as a background job outside the writer's bookkeeping.
 
-Each call loads one bounded batch in its own statement, committed on its own (autocommit), like
-the batched INSERT path. With LOCAL, the server turns conversion errors and duplicate keys into
-warnings and goes on; here any warning, or a row count that differs from the rows sent, raises,
-so nothing is stored truncated or skipped silently.
+Each call loads one bounded batch in its own statement and transaction, like the batched INSERT
+path. With LOCAL, the server turns conversion errors and duplicate keys into warnings and goes
+on; here any warning, or a row count that differs from the rows sent, rolls the batch back and
+raises, so nothing is stored truncated or skipped silently.
 
 Safety: with LOCAL INFILE on, the MySQL protocol lets the *server* name the client file it wants.
 pymysql would send whatever it names; `_guarded_send` sends only the file of the statement this
@@ -67,6 +67,8 @@ def connect(cfg: TiDBConnection) -> Iterator[pymysql.connections.Connection]:
 
     conn = pymysql.connect(**{**connect_kwargs(cfg), "local_infile": True})
     try:
+        with conn.cursor() as cur:  # the statement's '\t' and '\\' need backslash escapes
+            cur.execute("SET SESSION sql_mode = REPLACE(@@sql_mode, 'NO_BACKSLASH_ESCAPES', '')")
         yield conn
     finally:
         conn.close()
@@ -141,20 +143,25 @@ def load(
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         _allowed.path = path
+        conn.begin()  # a load with warnings or skipped rows is rolled back, not kept in part
         try:
             with conn.cursor() as cur:
                 stored = cur.execute(load_statement(table, columns, path))
                 warnings = conn.show_warnings() if cur.warning_count else ()
+            if warnings or stored != rows:
+                shown = "; ".join(f"{w[0]} {w[1]}: {w[2]}" for w in warnings[:5])
+                raise BulkLoadError(
+                    f"LOAD DATA into {table} stored {stored} of {rows} rows with "
+                    f"{len(warnings)} warning(s){': ' + shown if shown else ''}; rolled back"
+                )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
         finally:
             _allowed.path = None
     finally:
         os.unlink(path)
-    if warnings or stored != rows:
-        shown = "; ".join(f"{w[0]} {w[1]}: {w[2]}" for w in warnings[:5])
-        raise BulkLoadError(
-            f"LOAD DATA into {table} stored {stored} of {rows} rows with "
-            f"{len(warnings)} warning(s){': ' + shown if shown else ''}"
-        )
     return stored
 
 

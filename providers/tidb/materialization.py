@@ -177,14 +177,15 @@ class _LoadMarks:
         )
         return dataclasses.replace(task, start_time=start)
 
-    def mark(self, tasks: list[MaterializationTask], jobs: list[Any]) -> None:
+    def mark(self, tasks: list[MaterializationTask], jobs: list[Any]) -> bool:
+        """Mark the views whose job succeeded; False if nothing could be marked."""
         done = [
             (task.feature_view.name, task.end_time.isoformat())
             for task, job in zip(tasks, jobs, strict=True)
             if job is not None and job.status() == MaterializationJobStatus.SUCCEEDED
         ]
         if not done or self.epoch is None:
-            return
+            return False
         args = [self.epoch, *(value for pair in done for value in pair)]
         marked = self.client.eval(
             feast_redis.MARK_IF_SAME_EPOCH, 2, self.epoch_key, self.key, *args
@@ -194,6 +195,7 @@ class _LoadMarks:
                 "the online store was flushed or restarted during materialization: nothing "
                 "marked loaded; the next run loads the views whole"
             )
+        return bool(marked)
 
 
 class _Progress:
@@ -258,8 +260,10 @@ class TiDBRedisEngine(LocalComputeEngine):
         tasks = [tasks] if isinstance(tasks, MaterializationTask) else list(tasks)
         kwargs.pop("lineage_parent", None)
         marks = _LoadMarks.of(self)
+        coverage: dict[str, int] = {}
         if marks is not None:
             tasks = [marks.whole_if_unloaded(t) for t in tasks]
+            coverage = self._coverage(marks.client, tasks)
         fast = [t for t in tasks if self._fast_path(t)]
         done: dict[int, LocalMaterializationJob] = {}
         progress = self._progress = _Progress(len(fast)) if fast else None
@@ -279,44 +283,73 @@ class TiDBRedisEngine(LocalComputeEngine):
                     if job is not None and job.status() == MaterializationJobStatus.SUCCEEDED
                 }
                 progress.close(failed=sum(id(t) not in ok for t in fast))
-        if marks is not None:
-            marks.mark(tasks, jobs)
-            self._record_coverage(marks.client, tasks, jobs)
+        if marks is not None and marks.mark(tasks, jobs):
+            succeeded = {
+                task.feature_view.name
+                for task, job in zip(tasks, jobs, strict=True)
+                if job is not None and job.status() == MaterializationJobStatus.SUCCEEDED
+            }
+            key = feast_redis.progress_key(self.repo_config.project)
+            for view, micros in coverage.items():
+                if view in succeeded:
+                    marks.client.eval(feast_redis.SET_IF_GREATER, 1, key, view, micros)
         return jobs
 
-    def _record_coverage(self, client: Any, tasks: list, jobs: list) -> None:
-        """For each materialized view tagged VOUCHED_TAG: the time up to which its values are
-        vouched for, into the pipelines' progress (feast_redis.progress_key). That is the end of
-        the interval just materialized, but no later than the as-of instant of the latest day its
-        feature set's runs recorded: a materialization ahead of a late batch job vouches for
-        nothing new. It never moves back."""
+    def _coverage(self, client: Any, tasks: list) -> dict[str, int]:
+        """Per view tagged VOUCHED_TAG: the instant (epoch micros) up to which this run vouches
+        for its values, decided before anything is read, recorded only if the run succeeds.
+
+        From the view's current progress, it advances one day at a time while the day's feature
+        set partition was recorded before this run started and its as-of instant (the midnight
+        after it) is one this run loads (inside the task's interval) or one already vouched for.
+        It stops at the first gap: a day never computed, or computed after an earlier
+        materialization had passed it (its rows never reached Redis). It never moves back.
+        """
         import datetime as dt
 
         from providers.tidb import connection
 
-        views = {
-            task.feature_view.name: (task.feature_view.tags[feast_redis.VOUCHED_TAG], task.end_time)
-            for task, job in zip(tasks, jobs, strict=True)
-            if job is not None
-            and job.status() == MaterializationJobStatus.SUCCEEDED
-            and feast_redis.VOUCHED_TAG in (task.feature_view.tags or {})
-        }
-        if not views:
-            return
+        tagged = [t for t in tasks if feast_redis.VOUCHED_TAG in (t.feature_view.tags or {})]
+        if not tagged:
+            return {}
+        started = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         with connection.connect(self.repo_config.offline_store) as conn, conn.cursor() as cur:
             cur.execute(
-                "SELECT feature_set, MAX(partition_day) FROM feature_run_partitions "
-                "WHERE status = 'succeeded' GROUP BY feature_set"
+                "SELECT feature_set, partition_day FROM feature_run_partitions "
+                "WHERE status = 'succeeded' AND finished_at < %s GROUP BY feature_set, partition_day",
+                (started,),
             )
-            covered = {name: day for name, day in cur.fetchall()}
+            recorded = {(name, day) for name, day in cur.fetchall()}
         key = feast_redis.progress_key(self.repo_config.project)
-        for view, (feature_set, end) in views.items():
-            day = covered.get(feature_set)
-            if day is None:
+        names = [t.feature_view.name for t in tagged]
+        current = dict(zip(names, client.hmget(key, names), strict=True))
+        out = {}
+        for task in tagged:
+            view = task.feature_view
+            feature_set = view.tags[feast_redis.VOUCHED_TAG]
+            days = sorted(day for name, day in recorded if name == feature_set)
+            if not days:
                 continue
-            through = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
-            micros = int(min(end, through).timestamp() * 1_000_000)
-            client.eval(feast_redis.SET_IF_GREATER, 1, key, view, micros)
+            mine = set(days)
+            vouched = int(current.get(view.name) or 0)
+            if vouched:
+                instant = dt.datetime.fromtimestamp(vouched / 1e6, dt.UTC)
+                day = instant.date() - dt.timedelta(days=1)  # the as-of day of that instant
+            else:
+                day = days[0] - dt.timedelta(days=1)
+            while True:
+                nxt = day + dt.timedelta(days=1)
+                instant = dt.datetime.combine(nxt + dt.timedelta(days=1), dt.time(), dt.UTC)
+                start = task.start_time or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+                loaded = start <= instant <= task.end_time
+                if nxt not in mine or not (loaded or instant.timestamp() * 1e6 <= vouched):
+                    break
+                day = nxt
+            through = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC)
+            micros = int(through.timestamp() * 1_000_000)
+            if micros > vouched:
+                out[view.name] = micros
+        return out
 
     def _materialize_forked(
         self, registry: BaseRegistry, tasks: list[MaterializationTask]

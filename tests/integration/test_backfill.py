@@ -306,6 +306,9 @@ def test_an_interrupted_backfill_resumes_without_duplicates(
         for t in ("user_transaction_features", "user_login_features")
     )
     assert recorded == stored
+    # Values across the chunk boundary (a key frame on the 5th day) and the resume are right.
+    want = expected_transactions(db).set_index(["user_id", "event_ts"])
+    compare(answers(db, "user_transaction_features", TXN_COLUMNS), want, TXN_COLUMNS)
 
 
 def test_backfill_rejects_bad_flags(capsys):

@@ -308,3 +308,56 @@ def test_a_write_failing_in_a_child_skips_the_rest_of_that_view_only(
     assert spend("c_after") == spend("b_other")
     assert sum(v is not None for v in spend("c_after")) > 300
     assert set(spend("a_fails")) == {None}
+
+
+def test_coverage_advances_over_days_recorded_and_loaded_only(
+    repo_config, seeded, db, tmp_path, redis_server
+):
+    """A tagged view is vouched for up to the midnight after the last day of an unbroken run
+    of recorded days, each recorded before the materialization started and loaded by it (or
+    already vouched for); never past the materialized end, never back."""
+    from spark_jobs.schema import RUN_TABLES
+
+    create_table(db, "feature_run_partitions", RUN_TABLES["feature_run_partitions"])
+    hour_ago = _naive(dt.datetime.now(UTC) - timedelta(hours=1))
+
+    def record(*days: dt.date, finished: dt.datetime = hour_ago) -> None:
+        with db.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO feature_run_partitions VALUES ('r', 'fs', %s, 'succeeded', 0, %s, %s)",
+                [(d, finished, finished) for d in days],
+            )
+
+    day = T0.date()  # Feb 1
+    record(*(day - timedelta(days=k) for k in (3, 2, 1, 0)), day + timedelta(days=2))  # no Feb 2
+    view = FeatureView(
+        name="vouched",
+        entities=[USER],
+        ttl=timedelta(0),
+        schema=[Field(name="spend", dtype=Float64)],
+        source=TiDBSource(
+            name="vouched_src", table="engine_src", timestamp_field="event_ts",
+            created_timestamp_column="created_ts",
+        ),
+        tags={feast_redis.VOUCHED_TAG: "fs"},
+    )  # fmt: skip
+    store = _store(repo_config, tmp_path, "vouched", ENGINE)
+    store.apply([view])
+    client = redis_py.Redis.from_url(redis_server.url)
+    client.flushall()
+    key = feast_redis.progress_key(store.project)
+
+    def vouched() -> dt.datetime:
+        return dt.datetime.fromtimestamp(int(client.hget(key, "vouched")) / 1e6, UTC)
+
+    store.materialize(T0 - timedelta(days=5), T0, feature_views=["vouched"])
+    assert vouched() == T0  # Jan 31's values: the materialized end, though Feb 1 is recorded
+    store.materialize(T0, T0 + timedelta(days=4), feature_views=["vouched"])
+    assert vouched() == T0 + timedelta(days=1)  # Feb 1, then the gap
+    record(day + timedelta(days=1), finished=_naive(dt.datetime.now(UTC)))  # Feb 2, late
+    store.materialize(T0 + timedelta(days=4), T0 + timedelta(days=6), feature_views=["vouched"])
+    assert vouched() == T0 + timedelta(days=1)  # Feb 2's rows were never loaded: no advance
+    store.materialize(T0, T0 + timedelta(days=6), feature_views=["vouched"])
+    assert vouched() == T0 + timedelta(days=3)  # loaded now: through Feb 3
+    store.materialize(T0 - timedelta(days=5), T0, feature_views=["vouched"])
+    assert vouched() == T0 + timedelta(days=3)  # an older interval never moves it back

@@ -258,6 +258,38 @@ def test_change_only_layout_gives_the_daily_layouts_answers(spark):
         assert not differ, (fs.name, differ[:3], [(got[k], want[k]) for k in differ[:3]])
         assert sum(v is not None for v in want.values()) > n_users * 10, fs.name
         assert len(new) < len(old), (fs.name, len(new), len(old))
+    # The profile with a 7-day window, from only the events the job reads (one window before
+    # the first day): values enter and leave the window inside the month.
+    first = month[0]
+    read = raw["logins"].where(
+        raw["logins"]["event_ts"] >= dt.datetime.combine(first - dt.timedelta(days=7), dt.time())
+    )
+    new = fx.profile_features(fx.daily_login_values(read), month, window=7).collect()
+    daily = old_layout.daily_login_values(read)
+    empty = "array<string>"
+    old = (
+        old_layout.common_values(daily, month, "ip", window=7)
+        .withColumnRenamed("values", "ips")
+        .join(
+            old_layout.common_values(daily, month, "device", window=7).withColumnRenamed(
+                "values", "devices"
+            ),
+            ["user_id", "as_of_day"],
+            "full_outer",
+        )
+        .selectExpr(
+            "user_id",
+            "as_of_day",
+            f"to_json(coalesce(ips, cast(array() as {empty}))) AS common_ips_365d",
+            f"to_json(coalesce(devices, cast(array() as {empty}))) AS common_devices_365d",
+        )
+        .collect()
+    )
+    columns = fx.FEATURE_SETS["profile"].columns
+    got, want = (answers([rows], users, month, columns) for rows in (new, old))
+    differ = [key for key in want if got[key] != want[key]]
+    assert not differ, (differ[:3], [(got[k], want[k]) for k in differ[:3]])
+    assert sum(v == ("[]", "[]") for v in want.values()) > 0  # windows did empty
 
 
 def test_a_rerun_shadows_every_row_of_the_older_version(spark):
@@ -281,6 +313,22 @@ def test_a_rerun_shadows_every_row_of_the_older_version(spark):
     )
     rerun = fs.compute(daily, days, forced).collect()
     assert answers([first, rerun], [1, 2], days, fs.columns) == truth
+    # The profile's forced rows too: the older run's lists on day -2 are shadowed, also for a
+    # user the re-run has no events for any more (user 2's events were all late-deleted).
+    profile = fx.FEATURE_SETS["profile"]
+    before = profile.compute(profile.prepare(spark.createDataFrame(rows, LOGIN_SCHEMA)), days)
+    before = before.collect()
+    after_rows = [r for r in rows + late if r[0] != 2]
+    after = profile.prepare(spark.createDataFrame(after_rows, LOGIN_SCHEMA))
+    shadow = spark.createDataFrame(
+        [(r["user_id"], r["as_of_day"]) for r in before], "user_id long, day date"
+    )
+    each_day = [r for d in days for r in profile.compute(after, [d]).collect()]
+    rerun_profile = profile.compute(after, days, shadow).collect()
+    assert answers([before, rerun_profile], [1, 2], days, profile.columns) == {
+        **answers([each_day], [1, 2], days, profile.columns),
+        **{(2, d): ("[]", "[]") for d in days if d >= ago(5)},  # shadowed: now empty
+    }
     # Without the forced rows the older run's day -2 row (1 login) would be the answer.
     unforced = fs.compute(daily, days).collect()
     assert answers([first, unforced], [1, 2], days, fs.columns)[1, ago(2)] == (0, 1)
