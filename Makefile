@@ -79,10 +79,15 @@ lint: venv ## ruff (lint + format check) and mypy
 	@$(VENV)/bin/ruff format --check .
 	@$(VENV)/bin/mypy providers devstack serving scoring
 
+# The Airflow and Kubeflow suites (their own environments, about 4 min) run alongside the main
+# suite; their output is printed when both are done.
 test: deps venv tools venv-airflow venv-kfp lint ## Lint, then every suite: unit, integration, e2e, deploy, Airflow, Kubeflow
-	@$(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
-	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
-	@$(MAKE) --no-print-directory test-orchestration
+	@log=$$(mktemp); $(MAKE) --no-print-directory test-orchestration >$$log 2>&1 & orch=$$!; \
+	  $(VENV)/bin/pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS); rc=$$?; \
+	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; \
+	  wait $$orch; orc=$$?; echo; echo "== Airflow and Kubeflow suites"; cat $$log; rm -f $$log; \
+	  if [ $$orc -ne 0 ]; then echo "error: the Airflow or Kubeflow suite failed (above)" >&2; fi; \
+	  if [ $$rc -ne 0 ]; then exit $$rc; fi; exit $$orc
 
 test-deploy: venv tools ## Only the deployment checks (k8s, Dockerfile, compose)
 	@$(VENV)/bin/pytest tests/deploy $(PYTEST_ARGS)
