@@ -136,6 +136,13 @@ def distinct_deltas(
     return _deltas(flagged, shifts, types)
 
 
+def _any_nonzero(columns: list[str]) -> Column:
+    out = F.lit(False)
+    for c in columns:
+        out = out | (F.col(c) != 0)
+    return out
+
+
 def change_rows(
     deltas: list[DataFrame],
     users: DataFrame,
@@ -179,22 +186,16 @@ def change_rows(
         .orderBy("day")
         .rowsBetween(Window.unboundedPreceding, Window.currentRow)
     )
-    changed = F.lit(False)
-    for o in outputs:
-        changed = changed | (F.col(o) != 0)
     state = per_day.select(
         "user_id",
         "day",
-        changed.alias("_changed"),
+        _any_nonzero(outputs).alias("_changed"),  # the day's deltas
         "_key",
         "_forced",
         *[F.sum(o).over(running).alias(o) for o in outputs],
     )
-    nonzero = F.lit(False)
-    for o in outputs:
-        nonzero = nonzero | (F.col(o) != 0)
     keep = _in_days(F.col("day"), days) & (
-        F.col("_changed") | (F.col("_forced") == 1) | ((F.col("_key") == 1) & nonzero)
+        F.col("_changed") | (F.col("_forced") == 1) | ((F.col("_key") == 1) & _any_nonzero(outputs))
     )
     return state.where(keep).select("user_id", F.col("day").alias("as_of_day"), *outputs)
 
@@ -438,7 +439,6 @@ def profile_features(
     Order: most logins first, then most recently used, then by value. A window that empties
     yields empty lists.
     """
-    number = lambda d: (d - EPOCH).days  # noqa: E731
     uses = daily.select(
         "user_id",
         F.datediff(F.col("day"), F.lit(EPOCH)).alias("day"),
@@ -459,7 +459,10 @@ def profile_features(
             )
         )
     run = _profile_batches(
-        {number(d) for d in days}, {number(d) for d in key_frames(days)}, window, top_n
+        {(d - EPOCH).days for d in days},
+        {(d - EPOCH).days for d in key_frames(days)},
+        window,
+        top_n,
     )
     schema = "user_id long, day int, common_ips_365d string, common_devices_365d string"
     rows = (
@@ -475,7 +478,7 @@ def profile_features(
 # --------------------------------------------------------------------------- registry
 
 # What every feature set's rows depend on besides its own prepare/compute.
-_SHARED: tuple[Callable, ...] = (key_frames, _in_days, change_rows, _deltas, _finish)
+_SHARED: tuple[Callable, ...] = (key_frames, _in_days, change_rows, _any_nonzero, _deltas, _finish)
 
 
 @dataclass(frozen=True)

@@ -337,10 +337,10 @@ class TiDBRedisEngine(LocalComputeEngine):
                 day = instant.date() - dt.timedelta(days=1)  # the as-of day of that instant
             else:
                 day = days[0] - dt.timedelta(days=1)
+            start = task.start_time or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
             while True:
                 nxt = day + dt.timedelta(days=1)
                 instant = dt.datetime.combine(nxt + dt.timedelta(days=1), dt.time(), dt.UTC)
-                start = task.start_time or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
                 loaded = start <= instant <= task.end_time
                 if nxt not in mine or not (loaded or instant.timestamp() * 1e6 <= vouched):
                     break
