@@ -7,8 +7,10 @@ Reads the served-feature log of the model's feature service (TiDB, written by se
 Feast feature logging), rebuilds each logged request as an entity row at its log time (with the
 same keys and request data), retrieves the service's features point-in-time through the TiDB
 store, and reports per feature: rows compared, mismatches, mean absolute difference (numbers),
-and the age of the served values (p50, p95, max). Batch features match after a materialize;
-pushed features show their lag.
+and the age of the served values (p50, p95, max): the time from when the pipeline last vouched
+for a value (serving logs it per view: a batch view's run coverage, a stream's watermark, else the
+value's own time) to the request, as the response's `age_seconds`. Batch features match after a
+materialize; pushed features show their lag.
 
 Each feature is tagged with its kind: `batch` (a view over a batch source, materialized),
 `push` (a view fed by a push source), `stream` (a velocity view: windowed aggregations written by
@@ -149,9 +151,7 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
             and not isinstance(a, bool)
             and not (math.isnan(float(a)) or math.isnan(float(b)))
         ]
-        ts = pd.to_datetime(logged[f"{column}__timestamp"], utc=True)
-        known = ts > pd.Timestamp(0, tz="UTC")
-        ages = (pd.to_datetime(logged["__log_timestamp"], utc=True) - ts)[known].dt.total_seconds()
+        ages = _ages(logged, column)
         report.append(
             {
                 "feature": column,
@@ -168,6 +168,20 @@ def skew_report(store, service_name: str, since: dt.datetime, until: dt.datetime
             }
         )
     return pd.DataFrame(report)
+
+
+def _ages(logged: pd.DataFrame, column: str) -> pd.Series:
+    """Seconds from when the pipeline last vouched for each served value to its request: the
+    view's logged vouched time where serving knew it (its progress past the value's own time),
+    else the value's own time (Feast's read, or logs written before the column existed)."""
+    from providers.tidb.source import vouched_column
+
+    ts = pd.to_datetime(logged[f"{column}__timestamp"], utc=True)
+    known = ts > pd.Timestamp(0, tz="UTC")
+    vouched = vouched_column(column.split("__", 1)[0])
+    if vouched in logged.columns:
+        ts = pd.to_datetime(logged[vouched], utc=True).fillna(ts)
+    return (pd.to_datetime(logged["__log_timestamp"], utc=True) - ts)[known].dt.total_seconds()
 
 
 def _lag_columns(lag: pd.Series | None) -> dict[str, float | None]:

@@ -32,6 +32,9 @@ class ServedFeature:
     age_seconds: float | None  # None for on-demand features (computed now) and missing values
     stale: bool  # older than the view's freshness budget
     event_timestamp: int  # seconds; 0 when unknown
+    # When the pipeline last vouched for the value (epoch seconds; 0 when unknown): its row's time,
+    # or the pipeline's progress past it. `age_seconds` counts from it; the log records it.
+    vouched_timestamp: float = 0.0
 
 
 class FeatureClient:
@@ -74,6 +77,8 @@ class FeatureClient:
                     age_seconds=age,
                     stale=age is not None and age > budgets[name],
                     event_timestamp=ts,
+                    # Feast's own read knows no pipeline progress: vouched by the row's time
+                    vouched_timestamp=float(ts) if present else 0.0,
                 )
         return rows, response
 
@@ -365,6 +370,7 @@ class OnlineReader:
                         age_seconds=age,
                         stale=age is not None and age > view.budget,
                         event_timestamp=ts,
+                        vouched_timestamp=vouched if present else 0.0,
                     )
         for odfv, outputs in plan.on_demand:
             inputs = dict(values)

@@ -41,7 +41,7 @@ from providers.tidb.errors import (
 )
 from providers.tidb.retrieval import QueryPlan, TiDBRetrievalJob
 from providers.tidb.settings import TiDBConnection
-from providers.tidb.source import TiDBLoggingDestination, TiDBSource
+from providers.tidb.source import VOUCHED_PREFIX, TiDBLoggingDestination, TiDBSource
 
 
 class TiDBOfflineStoreConfig(FeastConfigBaseModel, TiDBConnection):
@@ -358,6 +358,9 @@ class TiDBOfflineStore(OfflineStore):
             )
         table = pq.read_table(data) if isinstance(data, Path) else data
         schema = source.get_schema(registry)
+        for name in table.column_names:  # serving's pipeline-progress columns, in the table
+            if name.startswith(VOUCHED_PREFIX) and name not in schema.names:
+                schema = schema.append(pa.field(name, pa.timestamp("us", tz="UTC")))
         with connection.connect(cfg) as conn:
             connection.execute(
                 conn,

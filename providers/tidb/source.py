@@ -230,8 +230,20 @@ class SavedDatasetTiDBStorage(SavedDatasetStorage):
         return TiDBSource(table=self.table_ref)
 
 
+VOUCHED_PREFIX = "__vouched__"
+
+
+def vouched_column(view: str) -> str:
+    """The log column that holds when the pipeline last vouched for `view`'s served values (its
+    progress past the value's own time; serving/features.py). Feast's log columns are the keys,
+    `view__feature[__timestamp|__status]` and `__log_*`/`__request_id`: a `__` prefix other than
+    those cannot collide with a feature."""
+    return f"{VOUCHED_PREFIX}{view}"
+
+
 class TiDBLoggingDestination(LoggingDestination):
-    """Served-feature logs written to a TiDB table (created on first write)."""
+    """Served-feature logs written to a TiDB table (created on first write). Besides Feast's log
+    schema the table takes `vouched_column`s (timestamps), added when first written."""
 
     _proto_kind = "tidb_destination"
 

@@ -44,11 +44,14 @@ import pyarrow as pa
 from feast import FeatureStore
 from feast.feature_logging import FeatureServiceLoggingSource
 
+from providers.tidb.source import vouched_column
+
 log = logging.getLogger(__name__)
 
 SEND_SECONDS = 0.05  # how long rows wait in the serving process before going to the writer
-# One served entity row: (entity, request id, served at (epoch s), [(feature, value, event ts, status)])
-Record = tuple[dict[str, Any], str, float, list[tuple[str, Any, int, str]]]
+# One served entity row: (entity, request id, served at (epoch s),
+# [(feature, value, event ts, status, vouched at (epoch s, 0 unknown))])
+Record = tuple[dict[str, Any], str, float, list[tuple[str, Any, int, str, float]]]
 STATUS_CODES = {"INVALID": 0, "PRESENT": 1, "NULL_VALUE": 2, "NOT_FOUND": 3, "OUTSIDE_MAX_AGE": 4}
 
 # Writers are forked from a server process that has imported Feast once (fast to start, and safe:
@@ -245,6 +248,11 @@ class BatchWriter:
             self._views[service] = {
                 f.name: p.name_to_use() for p in svc.feature_view_projections for f in p.features
             }
+            # Feast's log schema, and when the pipeline vouched for each view's values
+            for view in dict.fromkeys(self._views[service].values()):
+                self._schemas[service] = self._schemas[service].append(
+                    pa.field(vouched_column(view), pa.timestamp("us", tz="UTC"))
+                )
         return self._schemas[service]
 
     def _flush(self) -> bool:
@@ -281,7 +289,7 @@ def served_records(
     entity_rows: list[dict[str, Any]], features: list[dict[str, Any]], request_ids: list[str]
 ) -> list[Record]:
     """What a request hands the writer, per entity row: (entity, request id, served at (epoch
-    seconds), [(feature, value, event timestamp, status)]). Plain tuples, no column names: the
+    seconds), [(feature, value, event timestamp, status, vouched at)]). Plain tuples, no column names: the
     writer names the columns (`log_rows`), so the request path and the pipe carry a fraction of
     the bytes (rows of 60+ named columns filled the pipe while the writer flushed, and the event
     loop waited on it)."""
@@ -291,7 +299,10 @@ def served_records(
             entity,
             request_id,
             now,
-            [(name, f.value, f.event_timestamp, f.status) for name, f in served.items()],
+            [
+                (name, f.value, f.event_timestamp, f.status, f.vouched_timestamp)
+                for name, f in served.items()
+            ],
         )
         for entity, served, request_id in zip(entity_rows, features, request_ids, strict=True)
     ]
@@ -299,15 +310,20 @@ def served_records(
 
 def log_rows(records: list[Record], service_views: dict[str, str]) -> list[dict[str, Any]]:
     """Log rows in Feast's schema: keys and request data, `view__feature`, its timestamp and status,
-    `__log_timestamp` (when it was served), `__log_date`, `__request_id`."""
+    `__log_timestamp` (when it was served), `__log_date`, `__request_id`; and per view, when the
+    pipeline last vouched for its values (`vouched_column`, null when unknown), which the skew
+    report ages values from."""
     out = []
     for entity, request_id, served_at, served in records:
         row: dict[str, Any] = dict(entity)
-        for name, value, event_timestamp, status in served:
-            column = f"{service_views[name]}__{name}"
+        for name, value, event_timestamp, status, vouched in served:
+            view = service_views[name]
+            column = f"{view}__{name}"
             row[column] = value
             row[f"{column}__timestamp"] = dt.datetime.fromtimestamp(event_timestamp, dt.UTC)
             row[f"{column}__status"] = STATUS_CODES.get(status, 0)
+            if vouched:
+                row[vouched_column(view)] = dt.datetime.fromtimestamp(vouched, dt.UTC)
         logged = dt.datetime.fromtimestamp(served_at, dt.UTC)
         row.update(
             {"__log_timestamp": logged, "__log_date": logged.date(), "__request_id": request_id}

@@ -452,6 +452,12 @@ def test_skew_report_batch_features_match_and_push_lag_is_measured(stack, client
         25 <= report.loc["user_last_login__last_login_ip", "age_max_s"] < 120
     )  # the push's event time
     assert report.loc["login_context__ip_seen_recently", "mismatches"] == 0  # on-demand, both sides
+    # Batch values are aged, as in the response, from how far the runs covered (logged per view),
+    # not from their rows' own (older: a row per change) times.
+    covered = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+    since_covered = (started - covered).total_seconds()
+    for feature in batch:
+        assert since_covered <= report.loc[feature, "age_max_s"] < since_covered + 60, feature
 
 
 def test_online_reader_serves_what_feast_get_online_features_serves(stack, client):

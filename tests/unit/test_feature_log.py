@@ -34,6 +34,7 @@ def test_served_records_become_feast_log_rows_named_by_view():
                 age_seconds=5.0,
                 stale=False,
                 event_timestamp=1_700_000_000,
+                vouched_timestamp=1_700_086_400.5,  # the pipeline's progress, a day later
             ),
             "ip_risk": ServedFeature(
                 value=None, status="NOT_FOUND", age_seconds=None, stale=False, event_timestamp=0
@@ -52,9 +53,10 @@ def test_served_records_become_feast_log_rows_named_by_view():
         "user_txn__txn_count_7d": 3,
         "user_txn__txn_count_7d__timestamp": dt.datetime(2023, 11, 14, 22, 13, 20, tzinfo=dt.UTC),
         "user_txn__txn_count_7d__status": 1,
+        "__vouched__user_txn": dt.datetime(2023, 11, 15, 22, 13, 20, 500000, tzinfo=dt.UTC),
         "ip_stats__ip_risk": None,
         "ip_stats__ip_risk__timestamp": dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
-        "ip_stats__ip_risk__status": 3,
+        "ip_stats__ip_risk__status": 3,  # not found: no vouched time (the column stays null)
         "__log_date": served_at.date(),
         "__request_id": "req-1",
     }
