@@ -11,8 +11,10 @@ tests/integration/test_materialization_engine.py holds whole materializations eq
 from __future__ import annotations
 
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from feast.protos.feast.types.Value_pb2 import Value
 from feast.value_type import ValueType
@@ -30,25 +32,65 @@ _SCALAR = {
 _KEY_PACK = {ValueType.INT64: "<q", ValueType.INT32: "<i"}
 
 
+# Fixed-width ValueProto fields: (tag byte, little-endian dtype). A oneof field is serialized
+# even at its default, so every value is tag + 8 (double) or 4 (float) bytes.
+_FIXED = {
+    ValueType.DOUBLE: (0x29, "<f8", pa.float64()),
+    ValueType.FLOAT: (0x35, "<f4", pa.float32()),
+}
+
+
+def _fixed_width(
+    column: pa.Array | pa.ChunkedArray, tag: int, dtype: str, arrow_type: pa.DataType
+) -> list[bytes]:
+    """Tag + IEEE bytes per value, sliced from one numpy buffer (protobuf's own encoding of the
+    field; 3x faster than a message per value, benchmarks/materialize.py). Null and NaN are b"",
+    as Feast stores them."""
+    # Other numbers are converted as the message would (an int64 to the nearest double).
+    values = column.cast(arrow_type, safe=False).to_numpy(zero_copy_only=False)  # nulls: NaN
+    records = np.empty(len(values), dtype=np.dtype([("tag", "u1"), ("value", dtype)]))
+    records["tag"] = tag
+    records["value"] = values
+    buffer, width = records.tobytes(), records.itemsize
+    out = [buffer[i : i + width] for i in range(0, len(buffer), width)]
+    for i in np.flatnonzero(np.isnan(values)).tolist():
+        out[i] = b""
+    return out
+
+
+def _memoized(values: list, encode: Callable[[Any], bytes]) -> list[bytes]:
+    """`encode` once per distinct value: counts, flags, categories and event times repeat."""
+    cache: dict = {}
+    out: list[bytes] = []
+    append = out.append
+    for v in values:
+        encoded = cache.get(v)
+        if encoded is None:
+            encoded = cache[v] = encode(v)
+        append(encoded)
+    return out
+
+
 def value_bytes(column: pa.Array | pa.ChunkedArray, value_type: ValueType) -> list[bytes]:
-    """Serialized ValueProto per value, as Feast stores them (a null is an empty ValueProto)."""
+    """Serialized ValueProto per value, as Feast stores them (a null is an empty ValueProto).
+    tests/unit/test_feast_redis_encoding.py holds these equal to protobuf's own serialization."""
     field = _SCALAR.get(value_type)
     if field is None:  # lists, bytes, timestamps...: Feast's own conversion
         from feast.type_map import python_values_to_proto_values
 
         protos = python_values_to_proto_values(column.to_pylist(), value_type)
         return [p.SerializeToString() for p in protos]
-    empty = b""
-    values = column.to_pylist()
+    if value_type in _FIXED:
+        return _fixed_width(column, *_FIXED[value_type])
     if value_type == ValueType.BOOL:
-        return [empty if v is None else Value(bool_val=bool(v)).SerializeToString() for v in values]
-    if value_type in (ValueType.DOUBLE, ValueType.FLOAT):
-        # NaN is stored as Feast stores it: an empty value (python_values_to_proto_values).
-        return [
-            empty if v is None or v != v else Value(**{field: v}).SerializeToString()
-            for v in values
-        ]
-    return [empty if v is None else Value(**{field: v}).SerializeToString() for v in values]
+        return _memoized(
+            column.to_pylist(),
+            lambda v: b"" if v is None else Value(bool_val=bool(v)).SerializeToString(),
+        )
+    return _memoized(
+        column.to_pylist(),
+        lambda v: b"" if v is None else Value(**{field: v}).SerializeToString(),
+    )
 
 
 def entity_keys(
@@ -91,15 +133,16 @@ def entity_keys(
     ]
 
 
+def _timestamp(us: int) -> bytes:
+    seconds, rest = divmod(us, 1_000_000)
+    return Timestamp(seconds=seconds, nanos=rest * 1000).SerializeToString()
+
+
 def timestamp_bytes(micros: pa.Array | pa.ChunkedArray) -> tuple[list[bytes], list[int]]:
     """Feast's stored event time (Timestamp proto) and the same instant in ns, per row, from the
     event times in microseconds since the epoch."""
-    out, nanos = [], []
-    for us in micros.to_pylist():
-        seconds, rest = divmod(us, 1_000_000)
-        out.append(Timestamp(seconds=seconds, nanos=rest * 1000).SerializeToString())
-        nanos.append(us * 1000)
-    return out, nanos
+    values = micros.to_pylist()
+    return _memoized(values, _timestamp), [us * 1000 for us in values]
 
 
 SCRIPT_KEYS = 500  # keys per script call: Redis runs a call whole, ~2-3 ms at this size
