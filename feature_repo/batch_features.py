@@ -22,7 +22,7 @@ from feast.types import Array, Float64, Int64, String
 
 from providers.feast_redis import VOUCHED_TAG
 from providers.tidb import TiDBSource
-from providers.tidb.sql import quote_identifier, quote_table
+from spark_jobs.runs import recorded_rows
 
 # Batch features are recomputed daily: a value is stale once a day and the job's run time have passed.
 BATCH = {"tier": "batch", "freshness_budget_seconds": str(26 * 3600)}
@@ -31,17 +31,7 @@ BATCH_TTL = timedelta(0)  # no TTL (see above)
 
 def _source(table: str, feature_set: str, columns: list[str], description: str) -> TiDBSource:
     """The rows of `table` whose partition is recorded, known from the time it was recorded."""
-    assert feature_set.isidentifier(), feature_set  # a constant of this file, embedded as a literal
-    selected = ", ".join(
-        f"f.{quote_identifier(c)}" for c in ["user_id", *columns, "event_ts", "run_id"]
-    )
-    # Definition text from this file's constants (identifiers quoted), not values: hence the noqa.
-    query = (
-        f"SELECT {selected}, p.finished_at AS created_ts FROM {quote_table(table)} AS f "  # noqa: S608
-        "JOIN feature_run_partitions AS p ON p.run_id = f.run_id "
-        f"AND p.feature_set = '{feature_set}' "
-        "AND f.event_ts = CAST(DATE_ADD(p.partition_day, INTERVAL 1 DAY) AS DATETIME(6))"
-    )
+    query = recorded_rows(table, feature_set, columns)
     return TiDBSource(
         name=table,
         query=query,

@@ -5,8 +5,9 @@
 
 Each (feature set, day) is a partition: written whole with the run's id and its own `created_ts`,
 then recorded in `feature_run_partitions`. Rows are change-only (spark_jobs/features.py): a user
-gets a row on a day when a value changes, on the first day of each chunk when it has a value, and
-wherever an older version has a row for a day this run computes. If the job dies, the next invocation with the same
+gets a row on a day when a value changes, on the first day of each chunk when its value differs
+from what the stored rows answer the day before, and wherever an older version has a row for a
+day this run computes. If the job dies, the next invocation with the same
 parameters resumes that run and skips the partitions already written; running a finished range
 again writes a new version (nothing is overwritten). `--materialize` then runs
 `feast materialize` for the range. The daily batch job is this with --start = --end = yesterday.
@@ -23,7 +24,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from spark_jobs import runs
-from spark_jobs.features import FEATURE_SETS, FeatureSet, as_of_timestamp, versioned
+from spark_jobs.features import (
+    FEATURE_SETS,
+    FeatureSet,
+    against_stored,
+    as_of_timestamp,
+    versioned,
+)
 from spark_jobs.settings import (
     Database,
     default_feature_repo,
@@ -143,6 +150,34 @@ def older_versions(spark, db: Database, fs: FeatureSet, run_id: str, days: list[
     )
 
 
+def stored_answers(spark, db: Database, fs: FeatureSet, day: dt.date, schema):
+    """(user_id, columns) typed as `schema`: what the recorded rows of `fs` answer the day before
+    `day` (the latest per user at or before that day's instant, as Feast reads them), or None
+    when no run recorded a day of `fs` before `day`. Deduplicated in the database: one row per
+    user comes back."""
+    import pyarrow as pa
+
+    from providers.tidb import reader, sql
+
+    if not runs.recorded_before(db, fs.name, day):
+        return None
+    statement = sql.pull_latest(
+        f"({runs.recorded_rows(fs.table, fs.name, list(fs.columns))})",
+        ["user_id"],
+        list(fs.columns),
+        "event_ts",
+        "created_ts",
+        None,
+        as_of_timestamp(day - dt.timedelta(days=1)),
+    )
+    table = reader.read_table(db.offline_store_config(), statement)
+    columns = {
+        name: table.column(name).cast(pa.string()) if name in fs.lists else table.column(name)
+        for name in ["user_id", *fs.columns]
+    }
+    return spark.createDataFrame(pa.table(columns).to_pandas(), schema)
+
+
 def backfill_feature_set(
     spark,
     db: Database,
@@ -181,7 +216,14 @@ def backfill_feature_set(
         ).cache()
         created = runs.utc_now()
         try:
-            computed = fs.compute(daily, todo, older_versions(spark, db, fs, run.run_id, todo))
+            forced = older_versions(spark, db, fs, run.run_id, todo)
+            computed = fs.compute(daily, todo, forced)
+            # The chunk's first day is a key frame: keep only what the stored rows do not
+            # already answer (a daily run writes the day's changes, not every user's value).
+            schema = computed.select("user_id", *fs.columns).schema
+            stored = stored_answers(spark, db, fs, todo[0], schema)
+            if stored is not None:
+                computed = against_stored(computed, stored, todo[0], fs.columns, fs.lists, forced)
             computed = computed.cache()
             per_day = {
                 r["as_of_day"]: r["count"] for r in computed.groupBy("as_of_day").count().collect()

@@ -4,8 +4,11 @@
 so rows are stamped `event_ts = D+1 00:00`. A window of w days covers days D-w+1 .. D.
 
 Storage is change-only. A feature set writes a user's row for day D when
-- one of its values differs from day D-1 (an event entered a window, or left one), or
-- D is the first day of a computed range (a key frame) and the user has a non-zero value, or
+- one of its values differs from the previous day computed (D-1; across a gap in the days
+  computed, the last day before it): an event entered a window, or left one; or
+- D is the first day of a computed range (a key frame) and the user has a non-zero value; where
+  the stored rows already answer the day before, the job keeps only the key frame's rows that
+  differ from those answers (`against_stored`), so a daily run writes changes only, or
 - an older version already has a row for (user, D): the new row shadows it (a re-run after late
   events must never leave an older run's row as the answer).
 The value on any day is the user's latest row at or before it, which is Feast's point-in-time
@@ -154,32 +157,29 @@ def change_rows(
 
     `deltas`: frames of (user_id, day, outputs) from events read since the longest window before
     the first day; `users`: every user_id of those events; `forced`: (user_id, day) that must get
-    a row (an older version has one).
+    a row (an older version has one). A day after the first keeps a row where the value differs
+    from the user's value on the previous day computed, which is what the rows written so far
+    answer there; across a gap in `days` (a resumed chunk) that is the last day before the gap,
+    so every user gets a row there to compare with.
     """
     outputs = list(types)
+    ordered = sorted(days)
+    frames = key_frames(ordered)
+    before_gaps = [ordered[ordered.index(k) - 1] for k in frames[1:]]
     marks = [
-        users.select(
-            "user_id", F.lit(day).alias("day"), F.lit(1).alias("_key"), F.lit(0).alias("_forced")
-        )
-        for day in key_frames(days)
+        users.select("user_id", F.lit(day).alias("day"), F.lit(0).alias("_forced"))
+        for day in [*frames, *before_gaps]
     ]
     if forced is not None:
-        marks.append(
-            forced.select("user_id", "day", F.lit(0).alias("_key"), F.lit(1).alias("_forced"))
-        )
+        marks.append(forced.select("user_id", "day", F.lit(1).alias("_forced")))
     zero = {o: F.lit(0).cast(t).alias(o) for o, t in types.items()}
-    parts = [
-        d.select("user_id", "day", *outputs, F.lit(0).alias("_key"), F.lit(0).alias("_forced"))
-        for d in deltas
-    ]
-    parts += [m.select("user_id", "day", *zero.values(), "_key", "_forced") for m in marks]
+    parts = [d.select("user_id", "day", *outputs, F.lit(0).alias("_forced")) for d in deltas]
+    parts += [m.select("user_id", "day", *zero.values(), "_forced") for m in marks]
     union = parts[0]
     for part in parts[1:]:
         union = union.unionByName(part)
     per_day = union.groupBy("user_id", "day").agg(
-        *[F.sum(o).alias(o) for o in outputs],
-        F.max("_key").alias("_key"),
-        F.max("_forced").alias("_forced"),
+        *[F.sum(o).alias(o) for o in outputs], F.max("_forced").alias("_forced")
     )
     running = (
         Window.partitionBy("user_id")
@@ -189,15 +189,90 @@ def change_rows(
     state = per_day.select(
         "user_id",
         "day",
-        _any_nonzero(outputs).alias("_changed"),  # the day's deltas
-        "_key",
         "_forced",
+        _any_nonzero(outputs).alias("_moved"),  # the day's deltas
         *[F.sum(o).over(running).alias(o) for o in outputs],
+    ).where(_in_days(F.col("day"), ordered))
+    previous = Window.partitionBy("user_id").orderBy("day")
+    changed = F.lit(False)
+    for o, t in types.items():
+        changed = changed | (F.col(o) != F.coalesce(F.lag(o).over(previous), F.lit(0).cast(t)))
+    # The first day: what is stored before is not known here (against_stored compares with it),
+    # so a user with a value, or whose value moved that day (a window that empties), gets a row.
+    keep = (F.col("_forced") == 1) | F.when(
+        F.col("day") == F.lit(ordered[0]), F.col("_moved") | _any_nonzero(outputs)
+    ).otherwise(changed)
+    return (
+        state.select("user_id", "day", *outputs, keep.alias("_keep"))
+        .where("_keep")
+        .select("user_id", F.col("day").alias("as_of_day"), *outputs)
     )
-    keep = _in_days(F.col("day"), days) & (
-        F.col("_changed") | (F.col("_forced") == 1) | ((F.col("_key") == 1) & _any_nonzero(outputs))
+
+
+def against_stored(
+    rows: DataFrame,
+    stored: DataFrame,
+    day: dt.date,
+    columns: tuple[str, ...],
+    lists: tuple[str, ...] = (),
+    forced: DataFrame | None = None,
+) -> DataFrame:
+    """`rows` with `day`'s key frame reduced to what the stored rows do not already answer.
+
+    `rows`: a feature set's change rows (user_id, as_of_day, columns) where `day` is a key frame
+    (every user with a value has a row there). `stored`: (user_id, columns), what the recorded
+    rows answer the day before, whatever version wrote them. A user's answer on `day` is its own
+    row there, else the stored one: so `day` keeps a row only where the value differs from the
+    stored answer (no stored row: empty) or an older version has a row on `day` (`forced`), and
+    gets an empty row (zeros, `[]` for the JSON `lists`) where a stored value emptied. Lists are
+    compared as values, not as text (TiDB normalises JSON text).
+    """
+    types = dict(rows.dtypes)
+
+    def same(column: str) -> Column:
+        mine, theirs = F.col(f"r.{column}"), F.col(f"s.{column}")
+        if column in lists:
+            array = "array<string>"
+            return F.from_json(mine, array).eqNullSafe(
+                F.coalesce(F.from_json(theirs, array), F.array().cast(array))
+            )
+        return mine.eqNullSafe(F.coalesce(theirs, F.lit(0).cast(types[column])))
+
+    first = rows.where(F.col("as_of_day") == F.lit(day))
+    flags = first.select("user_id").withColumn("_forced", F.lit(False))
+    if forced is not None:
+        older = forced.where(F.col("day") == F.lit(day)).select("user_id").distinct()
+        flags = flags.join(older.withColumn("_older", F.lit(True)), "user_id", "left").select(
+            "user_id", F.coalesce("_older", F.lit(False)).alias("_forced")
+        )
+    unchanged = F.lit(True)
+    for column in columns:
+        unchanged = unchanged & same(column)
+    kept = (
+        first.alias("r")
+        .join(stored.alias("s"), "user_id", "left")
+        .join(flags, "user_id")
+        .where(F.col("_forced") | ~unchanged)
+        .select("user_id", "as_of_day", *[F.col(f"r.{c}").alias(c) for c in columns])
     )
-    return state.where(keep).select("user_id", F.col("day").alias("as_of_day"), *outputs)
+    nonempty = F.lit(False)
+    for column in columns:
+        nonempty = nonempty | (
+            (F.size(F.from_json(column, "array<string>")) > 0)
+            if column in lists
+            else (F.col(column) != 0)
+        )
+    emptied = (
+        stored.where(nonempty)
+        .join(first, "user_id", "left_anti")
+        .select(
+            "user_id",
+            F.lit(day).alias("as_of_day"),
+            *[(F.lit("[]") if c in lists else F.lit(0)).cast(types[c]).alias(c) for c in columns],
+        )
+    )
+    later = rows.where(F.col("as_of_day") != F.lit(day))
+    return later.unionByName(kept).unionByName(emptied)
 
 
 def _users(frame: DataFrame) -> DataFrame:
@@ -349,20 +424,24 @@ def top_values(
 
     `entries`: (day, kind, value, n, last_ts) sorted by day, one per (day, kind, value) of
     successful logins read since `window` days before the first emitted day; an entry of kind
-    `_FORCED` marks a day that must get a row. `keys`: the key-frame days. A use on day d counts on
-    days d .. d+window-1; a value's last use is the latest of its uses still inside the window.
+    `_FORCED` marks a day that must get a row. `keys`: the first day of each run of days in
+    `emit`, evaluated even without events. The first emitted day gets a row when the user has a
+    value or it changed that day; a later one when its value differs from what the rows emitted before answer (across
+    a gap: the value on the last day before it). A use on day d counts on days d .. d+window-1;
+    a value's last use is the latest of its uses still inside the window.
     """
     uses = [e for e in entries if e[1] != _FORCED]
     forced = {e[0] for e in entries if e[1] == _FORCED}
-    first, last = min(emit), max(emit)
+    last = max(emit)
     days = {e[0] for e in uses} | {e[0] + window for e in uses} | forced | keys
     counts: dict[str, dict[str, list[int]]] = {k: {} for k in KINDS}
     added = removed = 0
-    prev: Tops | None = None
+    answer: Tops | None = None  # what the rows emitted so far answer (None: before the first)
     out: list[tuple[int, Tops]] = []
+    before: Tops = ()
     for day in sorted(d for d in days if d <= last):
-        if prev is None and day >= first:
-            prev = _tops(counts, top_n)  # the value the day before the first emitted change
+        if answer is None and day in emit:
+            before = _tops(counts, top_n)  # the value the day before the first emitted day
         while removed < len(uses) and uses[removed][0] + window <= day:
             _, kind, value, n, _ = uses[removed]
             c = counts[kind][value]  # type: ignore[index]
@@ -376,12 +455,14 @@ def top_values(
             c[0] += n
             c[1] = max(c[1], ts)
             added += 1
-        if day < first:
+        if day not in emit:  # before the first day, or inside a gap: no row, no answer
             continue
         now = _tops(counts, top_n)
-        if day in emit and (now != prev or day in forced or (day in keys and any(now))):
+        # the first day: a value, or one that changed that day (a window that empties)
+        changed = (any(now) or now != before) if answer is None else now != answer
+        if changed or day in forced:
             out.append((day, now))
-        prev = now
+        answer = now
     return out
 
 
@@ -478,7 +559,15 @@ def profile_features(
 # --------------------------------------------------------------------------- registry
 
 # What every feature set's rows depend on besides its own prepare/compute.
-_SHARED: tuple[Callable, ...] = (key_frames, _in_days, change_rows, _any_nonzero, _deltas, _finish)
+_SHARED: tuple[Callable, ...] = (
+    key_frames,
+    _in_days,
+    change_rows,
+    _any_nonzero,
+    _deltas,
+    _finish,
+    against_stored,
+)
 
 
 @dataclass(frozen=True)
@@ -496,6 +585,7 @@ class FeatureSet:
     columns: tuple[str, ...]
     uses: tuple[Callable, ...] = ()  # helpers of `compute` (part of its definition)
     constants: tuple[str, ...] = ()  # names of module constants it depends on
+    lists: tuple[str, ...] = ()  # columns holding JSON lists (empty: `[]`; the others: 0)
 
     def definition_hash(self) -> str:
         """Changes when the computation or the output changes: its code, columns and windows."""
@@ -506,6 +596,7 @@ class FeatureSet:
             self.source,
             str(self.lookback_days),
             ",".join(self.columns),
+            ",".join(self.lists),
         ]
         parts += [
             inspect.getsource(fn)
@@ -565,6 +656,7 @@ FEATURE_SETS: dict[str, FeatureSet] = {
             PROFILE_COLUMNS,
             (top_values, _tops, _profile_batches),
             ("PROFILE_WINDOW", "TOP_N", "KINDS"),
+            PROFILE_COLUMNS,
         ),
     )
 }

@@ -150,6 +150,34 @@ def record_partition(
         )
 
 
+def recorded_rows(table: str, feature_set: str, columns: list[str]) -> str:
+    """SELECT of `table`'s rows whose partition is recorded, with `created_ts` the time it was
+    recorded: the rows Feast reads (feature_repo/batch_features.py) and the ones a run compares
+    with (spark_jobs/backfill.py). A half-written or failed partition is never among them."""
+    if not feature_set.isidentifier():  # embedded as a literal: the views' definitions are text
+        raise ValueError(f"feature set name {feature_set!r} is not an identifier")
+    selected = ", ".join(
+        f"f.{sql.quote_identifier(c)}" for c in ["user_id", *columns, "event_ts", "run_id"]
+    )
+    return (
+        f"SELECT {selected}, p.finished_at AS created_ts FROM {sql.quote_table(table)} AS f "  # noqa: S608
+        "JOIN feature_run_partitions AS p ON p.run_id = f.run_id "
+        f"AND p.feature_set = '{feature_set}' "
+        "AND f.event_ts = CAST(DATE_ADD(p.partition_day, INTERVAL 1 DAY) AS DATETIME(6))"
+    )
+
+
+def recorded_before(db, feature_set: str, day: dt.date) -> bool:
+    """Whether any run recorded a partition of `feature_set` before `day`."""
+    with connection.connect(db.offline_store_config()) as conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT 1 FROM feature_run_partitions WHERE feature_set = %s AND partition_day < %s "
+            "LIMIT 1",
+            (feature_set, day),
+        )
+        return cur.fetchone() is not None
+
+
 def runs_with_partitions(
     db, feature_set: str, first: dt.date, last: dt.date, exclude: str
 ) -> list[str]:

@@ -135,12 +135,13 @@ def pull_latest(
     features: Sequence[str],
     timestamp_field: str,
     created_timestamp_column: str | None,
-    start: dt.datetime,
+    start: dt.datetime | None,
     end: dt.datetime,
     partition_by: dict[str, str] | None = None,
     read_as: dict[str, str] | None = None,
 ) -> Statement:
-    """The latest row per entity key in [start, end], deduplicated in the database.
+    """The latest row per entity key in [start, end] (no lower bound when `start` is None),
+    deduplicated in the database.
 
     `partition_by`: key column -> the SQL that groups it exactly (`keys.canonical`: string keys
     by their bytes, not under the column's collation). Ties on event time go to the row known

@@ -52,7 +52,7 @@ def frame(db, sql: str) -> pd.DataFrame:
         return pd.DataFrame(cur.fetchall(), columns=[c[0] for c in cur.description])
 
 
-def expected_transactions(db) -> pd.DataFrame:
+def expected_transactions(db, first: dt.date = START, last: dt.date = LAST) -> pd.DataFrame:
     """1/7/30-day transaction features per user and as-of day, computed here with pandas."""
     txns = frame(
         db,
@@ -60,7 +60,7 @@ def expected_transactions(db) -> pd.DataFrame:
     )
     txns["day"] = txns["event_ts"].dt.date
     out = []
-    for day in pd.date_range(START, LAST).date:
+    for day in pd.date_range(first, last).date:
         age = txns["day"].map(lambda d, day=day: (day - d).days)
         window = txns[(age >= 0) & (age <= 30)].assign(age=age)
         for user, g in window.groupby("user_id"):
@@ -81,14 +81,16 @@ LOGIN_COLUMNS = ["failed_logins_1d", "logins_1d"]
 WITHDRAWAL_COLUMNS = [f"withdrawal_{m}_{w}d" for w in (1, 7) for m in ("count", "sum")]
 
 
-def answers(db, table: str, columns: list[str]) -> pd.DataFrame:
+def answers(
+    db, table: str, columns: list[str], first: dt.date = START, last: dt.date = LAST
+) -> pd.DataFrame:
     """Per (user_id, event_ts) of every user with a row and every as-of instant of the range: the
     latest stored row at or before it (newest version first), the point-in-time answer."""
     stored = frame(db, f"SELECT user_id, event_ts, created_ts, {', '.join(columns)} FROM {table}")
     stored = stored.sort_values(["user_id", "event_ts", "created_ts"])
     stored = stored.drop_duplicates(["user_id", "event_ts"], keep="last")
     out = []
-    for day in pd.date_range(START, LAST).date:
+    for day in pd.date_range(first, last).date:
         hi = pd.Timestamp(day) + pd.Timedelta(days=1)
         latest = stored[stored["event_ts"] <= hi].drop_duplicates("user_id", keep="last")
         out.append(latest.assign(event_ts=hi))
@@ -250,6 +252,34 @@ def test_backfill_values_versions_and_as_of(
     assert user7["txn_sum_1d"] == pytest.approx(first.loc[7, "txn_sum_1d"] + 1000.0)
     others = latest.set_index("user_id").drop(index=7)
     assert others["txn_count_30d"].tolist() == rebuilt.drop(index=7)["txn_count_30d"].tolist()
+
+    # 4. The next day's daily run writes only what the stored rows (both runs') do not answer.
+    from spark_jobs import backfill as job
+
+    day = LAST + dt.timedelta(days=1)
+    daily = ["--start", day.isoformat(), "--end", day.isoformat(), "--no-progress"]
+    assert job.main([*daily, "--features", "transactions,profile"]) == 0
+    want = expected_transactions(db, day, day).set_index(["user_id", "event_ts"])
+    compare(answers(db, "user_transaction_features", TXN_COLUMNS, day, day), want, TXN_COLUMNS)
+    written = rows(
+        db,
+        "SELECT COUNT(*) FROM user_transaction_features WHERE event_ts = %s",
+        (day + dt.timedelta(days=1),),
+    )[0][0]
+    assert 0 < written < len(want), (written, len(want))  # a key frame: one per user with a value
+    for user in (1, 2, 3):
+        stored = frame(
+            db,
+            "SELECT common_ips_365d FROM user_profile_features WHERE user_id = "
+            f"{user} ORDER BY event_ts DESC, created_ts DESC LIMIT 1",
+        )
+        ips = frame(
+            db,
+            f"SELECT ip, COUNT(*) AS n, MAX(event_ts) AS last FROM logins WHERE user_id = {user} "
+            f"AND success AND event_ts < '{day + dt.timedelta(days=1)}' GROUP BY ip "
+            "ORDER BY n DESC, last DESC, ip LIMIT 3",
+        )
+        assert json.loads(stored["common_ips_365d"].iloc[0]) == ips["ip"].tolist(), user
 
 
 @pytest.fixture

@@ -208,18 +208,38 @@ def test_many_days_in_one_pass_answer_what_each_day_alone_answers(spark):
     )
     raw = {"logins": logins, "transactions": txns, "withdrawals": withdrawals}
     users = range(1, 31)
-    for days in ([ago(i) for i in range(20, -1, -1)], [ago(i) for i in (0, 1, 2, 4, 9)]):
+    consecutive = [ago(i) for i in range(20, -1, -1)]
+    # Checked on the first two days and the last (a one-day computation per day
+    # checked is what costs), and on every day of the range with gaps.
+    for days, checked in (
+        (consecutive, [ago(20), ago(19), ago(0)]),
+        ([ago(i) for i in (0, 1, 2, 4, 9)], [ago(i) for i in (0, 1, 2, 4, 9)]),
+    ):
         for fs in fx.FEATURE_SETS.values():
             daily = fs.prepare(raw[fs.source]).cache()
             together = fs.compute(daily, days).collect()
-            alone = [r for day in days for r in fs.compute(daily, [day]).collect()]
-            got = answers([together], users, days, fs.columns)
-            want = answers([alone], users, days, fs.columns)
-            differ = [key for key in want if got[key] != want[key]]
-            assert not differ, (fs.name, differ[:3], [(got[k], want[k]) for k in differ[:3]])
-            if len(days) > 5:  # change-only: fewer rows than users x days with a value
-                present = sum(v is not None for v in got.values())
+            got = answers([together], users, checked, fs.columns)
+            for day in checked:
+                alone = {r["user_id"]: r for r in fs.compute(daily, [day]).collect()}
+                for u in users:
+                    row = alone.get(u)
+                    want = _empty(fs) if row is None else _values(row, fs.columns)
+                    mine = got[u, day] if got[u, day] is not None else _empty(fs)
+                    assert mine == want, (fs.name, u, day, mine, want)
+            if days is consecutive:  # change-only: fewer rows than users x days with a value
+                present = sum(
+                    v is not None for v in answers([together], users, days, fs.columns).values()
+                )
                 assert 0 < len(together) < present, fs.name
+
+
+def _values(row, columns) -> tuple:
+    return tuple(round(row[c], 6) if isinstance(row[c], float) else row[c] for c in columns)
+
+
+def _empty(fs) -> tuple:
+    """A feature set's value when no window holds an event (what no row means)."""
+    return tuple("[]" if c in fs.lists else 0 for c in fs.columns)
 
 
 def answers(versions: list[list], users, days: list[dt.date], columns) -> dict:
@@ -228,7 +248,7 @@ def answers(versions: list[list], users, days: list[dt.date], columns) -> dict:
     latest: dict = {}
     for version, rows in enumerate(versions):
         for r in rows:
-            values = tuple(round(r[c], 6) if isinstance(r[c], float) else r[c] for c in columns)
+            values = _values(r, columns)
             latest.setdefault(r["user_id"], []).append((r["as_of_day"], version, values))
     out = {}
     for u in users:
@@ -333,3 +353,97 @@ def test_a_rerun_shadows_every_row_of_the_older_version(spark):
     unforced = fs.compute(daily, days).collect()
     assert answers([first, unforced], [1, 2], days, fs.columns)[1, ago(2)] == (0, 1)
     assert truth[1, ago(2)] == (0, 2)
+
+
+def test_daily_runs_write_only_what_the_stored_rows_do_not_answer(spark):
+    """A backfill, then one-day runs each compared with the answers stored before it: every
+    (user, day) answers what one pass over all days answers (no row = empty), and the daily
+    runs write fewer rows than their key frames hold."""
+    from spark_jobs.generate import generate
+
+    n_users, end = 80, dt.date(2026, 3, 1)
+    raw = generate(spark, n_users, 60, end, seed=5)
+    days = [end - dt.timedelta(days=i) for i in range(10, 0, -1)]
+    backfilled, daily_days = days[:7], days[7:]
+    users = range(0, n_users + 2)
+    for fs in fx.FEATURE_SETS.values():
+        prepared = fs.prepare(raw[fs.source]).cache()
+        empty = _empty(fs)
+
+        def norm(table: dict, empty=empty) -> dict:
+            return {key: empty if value is None else value for key, value in table.items()}
+
+        truth = norm(answers([fs.compute(prepared, days).collect()], users, days, fs.columns))
+        versions = [fs.compute(prepared, backfilled).collect()]
+        key_frame_rows = compared_rows = 0
+        for day in daily_days:
+            before = answers(versions, users, [day - dt.timedelta(days=1)], fs.columns)
+            computed = fs.compute(prepared, [day]).cache()
+            stored = spark.createDataFrame(
+                [(u, *values) for (u, _), values in before.items() if values is not None],
+                computed.select("user_id", *fs.columns).schema,
+            )
+            rows = fx.against_stored(computed, stored, day, fs.columns, fs.lists).collect()
+            key_frame_rows += computed.count()
+            computed.unpersist()
+            compared_rows += len(rows)
+            versions.append(rows)
+        got = norm(answers(versions, users, days, fs.columns))
+        differ = [key for key in truth if got[key] != truth[key]]
+        assert not differ, (fs.name, differ[:3], [(got[k], truth[k]) for k in differ[:3]])
+        assert compared_rows < key_frame_rows, (fs.name, compared_rows, key_frame_rows)
+
+
+def test_a_compared_key_frame_empties_stale_values_and_keeps_forced_rows(spark):
+    """Stored answers are trusted only as far as they equal the computed value: a stored value
+    the events no longer support gets an empty row; an older version's row on the day is still
+    shadowed; JSON lists compare as values (TiDB normalises the text)."""
+    day = ago(0)
+    rows = [
+        (1, "10.0.0.1", "d1", "DE", True, at(ago(0), 9)),
+        (2, "10.0.0.2", "d2", "DE", True, at(ago(0), 9)),
+        (3, "10.0.0.3", "d3", "DE", True, at(ago(0), 9)),
+    ]
+    profile = fx.FEATURE_SETS["profile"]
+    computed = profile.compute(profile.prepare(spark.createDataFrame(rows, LOGIN_SCHEMA)), [day])
+    schema = computed.select("user_id", *profile.columns).schema
+    stored = spark.createDataFrame(
+        [
+            (1, '["10.0.0.1"]', '["d1"]'),  # what the day computes: no row
+            (2, '[ "10.0.0.2" ]', '["d2"]'),  # the same lists, other text: no row
+            (3, '["10.0.0.9"]', '["d3"]'),  # differs: a row
+            (4, '["10.0.0.4"]', "[]"),  # no events any more: emptied
+            (5, "[]", "[]"),  # already empty: no row
+        ],
+        schema,
+    )
+    forced = spark.createDataFrame([(1, day)], "user_id long, day date")
+    got = {
+        r["user_id"]: (r["as_of_day"], r["common_ips_365d"], r["common_devices_365d"])
+        for r in fx.against_stored(computed, stored, day, profile.columns, profile.lists).collect()
+    }
+    assert got == {
+        3: (day, '["10.0.0.3"]', '["d3"]'),
+        4: (day, "[]", "[]"),
+    }
+    shadowed = fx.against_stored(computed, stored, day, profile.columns, profile.lists, forced)
+    assert sorted(r["user_id"] for r in shadowed.collect()) == [1, 3, 4]
+    # Numbers: a stale count is zeroed, an equal one is not rewritten, other days pass through.
+    logins = fx.FEATURE_SETS["logins"]
+    two_days = [ago(1), ago(0)]
+    computed = logins.compute(logins.prepare(spark.createDataFrame(rows, LOGIN_SCHEMA)), two_days)
+    schema = computed.select("user_id", *logins.columns).schema
+    stored = spark.createDataFrame([(1, 0, 1), (7, 2, 5)], schema)
+    got = sorted(
+        (r["user_id"], r["as_of_day"], r["failed_logins_1d"], r["logins_1d"])
+        for r in fx.against_stored(computed, stored, ago(1), logins.columns).collect()
+    )
+    # day -1 (the compared key frame): user 7's stale (2, 5) is emptied; user 1's stored (0, 1)
+    # differs from the day's (none): emptied too. Day 0's change rows are kept as they are.
+    assert got == [
+        (1, ago(1), 0, 0),
+        (1, ago(0), 0, 1),
+        (2, ago(0), 0, 1),
+        (3, ago(0), 0, 1),
+        (7, ago(1), 0, 0),
+    ]
