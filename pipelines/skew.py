@@ -181,7 +181,8 @@ def _ages(logged: pd.DataFrame, column: str) -> pd.Series:
     vouched = vouched_column(column.split("__", 1)[0])
     if vouched in logged.columns:
         ts = pd.to_datetime(logged[vouched], utc=True).fillna(ts)
-    return (pd.to_datetime(logged["__log_timestamp"], utc=True) - ts)[known].dt.total_seconds()
+    ages = (pd.to_datetime(logged["__log_timestamp"], utc=True) - ts)[known].dt.total_seconds()
+    return ages.clip(lower=0.0)  # as the response: a producer's clock may run ahead
 
 
 def _lag_columns(lag: pd.Series | None) -> dict[str, float | None]:

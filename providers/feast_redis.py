@@ -81,7 +81,16 @@ def value_bytes(column: pa.Array | pa.ChunkedArray, value_type: ValueType) -> li
         protos = python_values_to_proto_values(column.to_pylist(), value_type)
         return [p.SerializeToString() for p in protos]
     if value_type in _FIXED:
-        return _fixed_width(column, *_FIXED[value_type])
+        kind = column.type
+        if any(
+            test(kind) for test in (pa.types.is_floating, pa.types.is_integer, pa.types.is_null)
+        ):
+            return _fixed_width(column, *_FIXED[value_type])
+        # Decimals and the rest: converted value by value, as the message does (NaN: empty).
+        return _memoized(
+            column.to_pylist(),
+            lambda v: b"" if v is None or v != v else Value(**{field: v}).SerializeToString(),
+        )
     if value_type == ValueType.BOOL:
         return _memoized(
             column.to_pylist(),

@@ -5,9 +5,9 @@
 
 Each (feature set, day) is a partition: written whole with the run's id and its own `created_ts`,
 then recorded in `feature_run_partitions`. Rows are change-only (spark_jobs/features.py): a user
-gets a row on a day when a value changes, on the first day of each chunk when its value differs
-from what the stored rows answer the day before, and wherever an older version has a row for a
-day this run computes. If the job dies, the next invocation with the same
+gets a row on a day when a value changes, on the first day of each chunk when it has a value (on
+the range's first day: only when its value differs from what the stored rows answer the day
+before), and wherever an older version has a row for a day this run computes. If the job dies, the next invocation with the same
 parameters resumes that run and skips the partitions already written; running a finished range
 again writes a new version (nothing is overwritten). `--materialize` then runs
 `feast materialize` for the range. The daily batch job is this with --start = --end = yesterday.
@@ -175,7 +175,7 @@ def stored_answers(spark, db: Database, fs: FeatureSet, day: dt.date, schema):
         name: table.column(name).cast(pa.string()) if name in fs.lists else table.column(name)
         for name in ["user_id", *fs.columns]
     }
-    return spark.createDataFrame(pa.table(columns).to_pandas(), schema)
+    return spark.createDataFrame(pa.table(columns), schema)  # Arrow in, not row by row
 
 
 def backfill_feature_set(
@@ -204,6 +204,13 @@ def backfill_feature_set(
         if not todo:
             progress.update(in_chunk)
             continue
+        # Days are recorded in order once a chunk is written, so what is left of a chunk is one
+        # run of consecutive days: `compute` needs no knowledge of rows between its days.
+        if todo != chunk[len(chunk) - len(todo) :]:
+            raise RuntimeError(
+                f"Run {run.run_id} recorded {fs.name} days out of order ({todo[0]} .. "
+                f"{todo[-1]} left with gaps): start a new run with --new-run."
+            )
         if run.resumed:
             for day in todo:
                 runs.clear_partition(db, fs.table, run.run_id, as_of_timestamp(day))
@@ -217,19 +224,25 @@ def backfill_feature_set(
         created = runs.utc_now()
         try:
             forced = older_versions(spark, db, fs, run.run_id, todo)
-            computed = fs.compute(daily, todo, forced)
-            # The chunk's first day is a key frame: keep only what the stored rows do not
-            # already answer (a daily run writes the day's changes, not every user's value).
-            schema = computed.select("user_id", *fs.columns).schema
-            stored = stored_answers(spark, db, fs, todo[0], schema)
-            if stored is not None:
-                computed = against_stored(computed, stored, todo[0], fs.columns, fs.lists, forced)
-            computed = computed.cache()
+            computed = fs.compute(daily, todo, forced).cache()
+            cached = [computed]
+            if todo[0] == days[0]:
+                # The range's first day is a key frame: keep only what the stored rows do not
+                # already answer (a daily run writes the day's changes, not every user's value).
+                # Later chunks keep their key frames: the comparison reads every stored row.
+                schema = computed.select("user_id", *fs.columns).schema
+                stored = stored_answers(spark, db, fs, todo[0], schema)
+                if stored is not None:
+                    computed = against_stored(
+                        computed, stored, todo[0], fs.columns, fs.lists, forced
+                    ).cache()
+                    cached.append(computed)
             per_day = {
                 r["as_of_day"]: r["count"] for r in computed.groupBy("as_of_day").count().collect()
             }
             write_rows(versioned(computed, fs, created, run.run_id), db, fs.table)
-            computed.unpersist()
+            for frame in cached:
+                frame.unpersist()
         finally:
             daily.unpersist()
         for day in todo:

@@ -6,9 +6,10 @@ so rows are stamped `event_ts = D+1 00:00`. A window of w days covers days D-w+1
 Storage is change-only. A feature set writes a user's row for day D when
 - one of its values differs from the previous day computed (D-1; across a gap in the days
   computed, the last day before it): an event entered a window, or left one; or
-- D is the first day of a computed range (a key frame) and the user has a non-zero value; where
-  the stored rows already answer the day before, the job keeps only the key frame's rows that
-  differ from those answers (`against_stored`), so a daily run writes changes only, or
+- D is the first day of a computed range (a key frame) and the user has a value, or it changed
+  that day; where the stored rows already answer the day before, the job keeps only the key
+  frame's rows that differ from those answers (`against_stored`), so a daily run writes
+  changes only, or
 - an older version already has a row for (user, D): the new row shadows it (a re-run after late
   events must never leave an older run's row as the answer).
 The value on any day is the user's latest row at or before it, which is Feast's point-in-time
@@ -158,9 +159,11 @@ def change_rows(
     `deltas`: frames of (user_id, day, outputs) from events read since the longest window before
     the first day; `users`: every user_id of those events; `forced`: (user_id, day) that must get
     a row (an older version has one). A day after the first keeps a row where the value differs
-    from the user's value on the previous day computed, which is what the rows written so far
-    answer there; across a gap in `days` (a resumed chunk) that is the last day before the gap,
-    so every user gets a row there to compare with.
+    from the user's value on the previous day computed, which is what these rows answer there;
+    across a gap in `days` that is the last day before the gap (every user gets a row there to
+    compare with). The answers are those of these rows alone: the backfill computes one run of
+    consecutive days at a time and compares its first day with the stored rows
+    (`against_stored`).
     """
     outputs = list(types)
     ordered = sorted(days)
@@ -228,51 +231,39 @@ def against_stored(
     compared as values, not as text (TiDB normalises JSON text).
     """
     types = dict(rows.dtypes)
+    array = "array<string>"
 
-    def same(column: str) -> Column:
-        mine, theirs = F.col(f"r.{column}"), F.col(f"s.{column}")
+    def value(side: str, column: str) -> Column:
+        """A side's value, empty where it has none (lists parsed: compared as values)."""
+        c = F.col(f"{side}.{column}")
         if column in lists:
-            array = "array<string>"
-            return F.from_json(mine, array).eqNullSafe(
-                F.coalesce(F.from_json(theirs, array), F.array().cast(array))
-            )
-        return mine.eqNullSafe(F.coalesce(theirs, F.lit(0).cast(types[column])))
+            return F.coalesce(F.from_json(c, array), F.array().cast(array))
+        return F.coalesce(c, F.lit(0).cast(types[column]))
 
     first = rows.where(F.col("as_of_day") == F.lit(day))
-    flags = first.select("user_id").withColumn("_forced", F.lit(False))
+    # One join: users with a row on `day`, with a stored answer, or both.
+    both = first.alias("r").join(stored.alias("s"), "user_id", "full_outer")
     if forced is not None:
         older = forced.where(F.col("day") == F.lit(day)).select("user_id").distinct()
-        flags = flags.join(older.withColumn("_older", F.lit(True)), "user_id", "left").select(
-            "user_id", F.coalesce("_older", F.lit(False)).alias("_forced")
-        )
-    unchanged = F.lit(True)
+        both = both.join(older.withColumn("_older", F.lit(True)), "user_id", "left")
+    else:
+        both = both.withColumn("_older", F.lit(None).cast("boolean"))
+    mine = F.col("r.as_of_day").isNotNull()
+    differs = F.lit(False)
     for column in columns:
-        unchanged = unchanged & same(column)
-    kept = (
-        first.alias("r")
-        .join(stored.alias("s"), "user_id", "left")
-        .join(flags, "user_id")
-        .where(F.col("_forced") | ~unchanged)
-        .select("user_id", "as_of_day", *[F.col(f"r.{c}").alias(c) for c in columns])
-    )
-    nonempty = F.lit(False)
-    for column in columns:
-        nonempty = nonempty | (
-            (F.size(F.from_json(column, "array<string>")) > 0)
-            if column in lists
-            else (F.col(column) != 0)
-        )
-    emptied = (
-        stored.where(nonempty)
-        .join(first, "user_id", "left_anti")
-        .select(
-            "user_id",
-            F.lit(day).alias("as_of_day"),
-            *[(F.lit("[]") if c in lists else F.lit(0)).cast(types[c]).alias(c) for c in columns],
-        )
+        differs = differs | ~value("r", column).eqNullSafe(value("s", column))
+    empty = {c: (F.lit("[]") if c in lists else F.lit(0)).cast(types[c]) for c in columns}
+    # mine: kept where it differs or an older version has a row that day; not mine: the day's
+    # value is empty, written where the stored one is not
+    compared = both.where(
+        F.when(mine, differs | F.coalesce(F.col("_older"), F.lit(False))).otherwise(differs)
+    ).select(
+        "user_id",
+        F.lit(day).alias("as_of_day"),
+        *[F.when(mine, F.col(f"r.{c}")).otherwise(empty[c]).alias(c) for c in columns],
     )
     later = rows.where(F.col("as_of_day") != F.lit(day))
-    return later.unionByName(kept).unionByName(emptied)
+    return later.unionByName(compared)
 
 
 def _users(frame: DataFrame) -> DataFrame:

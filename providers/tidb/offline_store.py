@@ -41,7 +41,12 @@ from providers.tidb.errors import (
 )
 from providers.tidb.retrieval import QueryPlan, TiDBRetrievalJob
 from providers.tidb.settings import TiDBConnection
-from providers.tidb.source import VOUCHED_PREFIX, TiDBLoggingDestination, TiDBSource
+from providers.tidb.source import (
+    VOUCHED_PREFIX,
+    TiDBLoggingDestination,
+    TiDBSource,
+    vouched_field,
+)
 
 
 class TiDBOfflineStoreConfig(FeastConfigBaseModel, TiDBConnection):
@@ -360,7 +365,7 @@ class TiDBOfflineStore(OfflineStore):
         schema = source.get_schema(registry)
         for name in table.column_names:  # serving's pipeline-progress columns, in the table
             if name.startswith(VOUCHED_PREFIX) and name not in schema.names:
-                schema = schema.append(pa.field(name, pa.timestamp("us", tz="UTC")))
+                schema = schema.append(vouched_field(name))
         with connection.connect(cfg) as conn:
             connection.execute(
                 conn,

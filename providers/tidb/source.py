@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
+import pyarrow as pa
 from feast.data_source import DataSource
 from feast.feature_logging import LoggingDestination
 from feast.protos.feast.core.DataSource_pb2 import DataSource as DataSourceProto
@@ -239,6 +240,11 @@ def vouched_column(view: str) -> str:
     `view__feature[__timestamp|__status]` and `__log_*`/`__request_id`: a `__` prefix other than
     those cannot collide with a feature."""
     return f"{VOUCHED_PREFIX}{view}"
+
+
+def vouched_field(name: str) -> pa.Field:
+    """The Arrow field of a `vouched_column` (`name`: the column's name)."""
+    return pa.field(name, pa.timestamp("us", tz="UTC"))
 
 
 class TiDBLoggingDestination(LoggingDestination):

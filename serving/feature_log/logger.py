@@ -44,7 +44,7 @@ import pyarrow as pa
 from feast import FeatureStore
 from feast.feature_logging import FeatureServiceLoggingSource
 
-from providers.tidb.source import vouched_column
+from providers.tidb.source import vouched_column, vouched_field
 
 log = logging.getLogger(__name__)
 
@@ -248,11 +248,14 @@ class BatchWriter:
             self._views[service] = {
                 f.name: p.name_to_use() for p in svc.feature_view_projections for f in p.features
             }
-            # Feast's log schema, and when the pipeline vouched for each view's values
-            for view in dict.fromkeys(self._views[service].values()):
-                self._schemas[service] = self._schemas[service].append(
-                    pa.field(vouched_column(view), pa.timestamp("us", tz="UTC"))
-                )
+            # Feast's log schema, and when the pipeline vouched for each view's values (on-demand
+            # views are computed at request time: no column)
+            on_demand = {v.name for v in self.store.list_on_demand_feature_views()}
+            for projection in svc.feature_view_projections:
+                if projection.name not in on_demand:
+                    self._schemas[service] = self._schemas[service].append(
+                        vouched_field(vouched_column(projection.name_to_use()))
+                    )
         return self._schemas[service]
 
     def _flush(self) -> bool:

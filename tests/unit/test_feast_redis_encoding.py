@@ -87,3 +87,18 @@ def test_doubles_from_other_arrow_types_convert_as_the_message_would():
         assert feast_redis.value_bytes(column, ValueType.DOUBLE) == protobuf(
             column.to_pylist(), "double_val"
         )
+
+
+def test_floats_and_decimals_convert_as_the_message_would():
+    from decimal import Decimal
+
+    doubles = pa.array([0.1, 1e39, -1e39, 3.4028235e38, 1.0000001, None])
+    assert feast_redis.value_bytes(doubles, ValueType.FLOAT) == protobuf(
+        doubles.to_pylist(), "float_val"
+    )
+    decimals = pa.array([Decimal("1.15"), Decimal("-0.07"), None, Decimal("12345678.91")])
+    assert feast_redis.value_bytes(decimals, ValueType.DOUBLE) == protobuf(
+        decimals.to_pylist(), "double_val"
+    )
+    empty = pa.chunked_array([], pa.float64())
+    assert feast_redis.value_bytes(empty, ValueType.DOUBLE) == []
