@@ -7,9 +7,8 @@ Storage is change-only. A feature set writes a user's row for day D when
 - one of its values differs from the previous day computed (D-1; across a gap in the days
   computed, the last day before it): an event entered a window, or left one; or
 - D is the first day of a computed range (a key frame) and the user has a value, or it changed
-  that day; where the stored rows already answer the day before, the job keeps only the key
-  frame's rows that differ from those answers (`against_stored`), so a daily run writes
-  changes only, or
+  that day (with `backfill --compare-stored`, only where it differs from what the stored rows
+  answer the day before: `against_stored`), or
 - an older version already has a row for (user, D): the new row shadows it (a re-run after late
   events must never leave an older run's row as the answer).
 The value on any day is the user's latest row at or before it, which is Feast's point-in-time

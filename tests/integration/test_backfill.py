@@ -253,11 +253,13 @@ def test_backfill_values_versions_and_as_of(
     others = latest.set_index("user_id").drop(index=7)
     assert others["txn_count_30d"].tolist() == rebuilt.drop(index=7)["txn_count_30d"].tolist()
 
-    # 4. The next day's daily run writes only what the stored rows (both runs') do not answer.
+    # 4. With --compare-stored, the next day's run writes only what the stored rows (both runs')
+    # do not answer.
     from spark_jobs import backfill as job
 
     day = LAST + dt.timedelta(days=1)
     daily = ["--start", day.isoformat(), "--end", day.isoformat(), "--no-progress"]
+    daily.append("--compare-stored")
     assert job.main([*daily, "--features", "transactions,profile"]) == 0
     want = expected_transactions(db, day, day).set_index(["user_id", "event_ts"])
     compare(answers(db, "user_transaction_features", TXN_COLUMNS, day, day), want, TXN_COLUMNS)
