@@ -43,9 +43,9 @@ _FIXED = {
 def _fixed_width(
     column: pa.Array | pa.ChunkedArray, tag: int, dtype: str, arrow_type: pa.DataType
 ) -> list[bytes]:
-    """Tag + IEEE bytes per value, sliced from one numpy buffer (protobuf's own encoding of the
-    field; 3x faster than a message per value, benchmarks/materialize.py). Null and NaN are b"",
-    as Feast stores them."""
+    """Tag + IEEE bytes per value, sliced from one numpy buffer: protobuf's own encoding of the
+    field, without a message per value (docs/benchmarks.md, "Materialization, encoding"). Null
+    and NaN are b"", as Feast stores them."""
     # Other numbers are converted as the message would (an int64 to the nearest double).
     values = column.cast(arrow_type, safe=False).to_numpy(zero_copy_only=False)  # nulls: NaN
     records = np.empty(len(values), dtype=np.dtype([("tag", "u1"), ("value", dtype)]))
@@ -80,17 +80,13 @@ def value_bytes(column: pa.Array | pa.ChunkedArray, value_type: ValueType) -> li
 
         protos = python_values_to_proto_values(column.to_pylist(), value_type)
         return [p.SerializeToString() for p in protos]
-    if value_type in _FIXED:
-        kind = column.type
-        if any(
-            test(kind) for test in (pa.types.is_floating, pa.types.is_integer, pa.types.is_null)
-        ):
-            return _fixed_width(column, *_FIXED[value_type])
-        # Decimals and the rest: converted value by value, as the message does (NaN: empty).
-        return _memoized(
-            column.to_pylist(),
-            lambda v: b"" if v is None or v != v else Value(**{field: v}).SerializeToString(),
-        )
+    numeric = column.type
+    if value_type in _FIXED and (
+        pa.types.is_floating(numeric) or pa.types.is_integer(numeric) or pa.types.is_null(numeric)
+    ):
+        return _fixed_width(column, *_FIXED[value_type])
+    # The rest (decimals too) value by value, as the message converts them; a null, and a NaN
+    # (only floating values are unequal to themselves), are empty, as Feast stores them.
     if value_type == ValueType.BOOL:
         return _memoized(
             column.to_pylist(),
@@ -98,7 +94,7 @@ def value_bytes(column: pa.Array | pa.ChunkedArray, value_type: ValueType) -> li
         )
     return _memoized(
         column.to_pylist(),
-        lambda v: b"" if v is None else Value(**{field: v}).SerializeToString(),
+        lambda v: b"" if v is None or v != v else Value(**{field: v}).SerializeToString(),
     )
 
 

@@ -231,13 +231,12 @@ def against_stored(
     """
     types = dict(rows.dtypes)
     array = "array<string>"
+    empty = {c: (F.lit("[]") if c in lists else F.lit(0)).cast(types[c]) for c in columns}
 
     def value(side: str, column: str) -> Column:
         """A side's value, empty where it has none (lists parsed: compared as values)."""
-        c = F.col(f"{side}.{column}")
-        if column in lists:
-            return F.coalesce(F.from_json(c, array), F.array().cast(array))
-        return F.coalesce(c, F.lit(0).cast(types[column]))
+        c = F.coalesce(F.col(f"{side}.{column}"), empty[column])
+        return F.from_json(c, array) if column in lists else c
 
     first = rows.where(F.col("as_of_day") == F.lit(day))
     # One join: users with a row on `day`, with a stored answer, or both.
@@ -251,7 +250,6 @@ def against_stored(
     differs = F.lit(False)
     for column in columns:
         differs = differs | ~value("r", column).eqNullSafe(value("s", column))
-    empty = {c: (F.lit("[]") if c in lists else F.lit(0)).cast(types[c]) for c in columns}
     # mine: kept where it differs or an older version has a row that day; not mine: the day's
     # value is empty, written where the stored one is not
     compared = both.where(
@@ -416,9 +414,9 @@ def top_values(
     successful logins read since `window` days before the first emitted day; an entry of kind
     `_FORCED` marks a day that must get a row. `keys`: the first day of each run of days in
     `emit`, evaluated even without events. The first emitted day gets a row when the user has a
-    value or it changed that day; a later one when its value differs from what the rows emitted before answer (across
-    a gap: the value on the last day before it). A use on day d counts on days d .. d+window-1;
-    a value's last use is the latest of its uses still inside the window.
+    value or it changed that day; a later one when its value differs from what the rows emitted
+    before answer (across a gap: the value on the last day before it). A use on day d counts on
+    days d .. d+window-1; a value's last use is the latest of its uses still inside the window.
     """
     uses = [e for e in entries if e[1] != _FORCED]
     forced = {e[0] for e in entries if e[1] == _FORCED}

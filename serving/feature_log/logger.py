@@ -292,9 +292,9 @@ def served_records(
     entity_rows: list[dict[str, Any]], features: list[dict[str, Any]], request_ids: list[str]
 ) -> list[Record]:
     """What a request hands the writer, per entity row: (entity, request id, served at (epoch
-    seconds), [(feature, value, event timestamp, status, vouched at)]). Plain tuples, no column names: the
-    writer names the columns (`log_rows`), so the request path and the pipe carry a fraction of
-    the bytes (rows of 60+ named columns filled the pipe while the writer flushed, and the event
+    seconds), [(feature, value, event timestamp, status, vouched at)]). Plain tuples, no column
+    names: the writer names the columns (`log_rows`), so the request path and the pipe carry a
+    fraction of the bytes (rows of 60+ named columns filled the pipe while the writer flushed, and the event
     loop waited on it)."""
     now = time.time()
     return [

@@ -258,8 +258,14 @@ def test_backfill_values_versions_and_as_of(
     from spark_jobs import backfill as job
 
     day = LAST + dt.timedelta(days=1)
-    daily = ["--start", day.isoformat(), "--end", day.isoformat(), "--no-progress"]
-    daily.append("--compare-stored")
+    daily = [
+        "--start",
+        day.isoformat(),
+        "--end",
+        day.isoformat(),
+        "--no-progress",
+        "--compare-stored",
+    ]
     assert job.main([*daily, "--features", "transactions,profile"]) == 0
     want = expected_transactions(db, day, day).set_index(["user_id", "event_ts"])
     compare(answers(db, "user_transaction_features", TXN_COLUMNS, day, day), want, TXN_COLUMNS)
