@@ -81,7 +81,8 @@ class Broker:
 
 
 class KnownUsers:
-    """Counts users without a key in the online store (best effort: never fails an ingest)."""
+    """Counts users without a key in the online store (best effort: never fails an ingest), and
+    finds erased ones (providers/erasure.py)."""
 
     def __init__(self, reader, timeout_s: float = 0.1) -> None:
         self.reader = reader  # serving.features.OnlineReader: its Redis client and project
@@ -110,3 +111,17 @@ class KnownUsers:
             log.warning("could not check users against the online store: %s", exc)
             return 0
         return sum(1 for f in found if not f)
+
+    async def erased(self, user_ids: list[int]) -> set[int]:
+        """The erased among `user_ids`, from the online Redis mirror. Best effort: when Redis does
+        not answer in time the events are appended, and the stream job, which checks the same
+        mirror and fails closed, drops them before they reach any table or window."""
+        from providers.erasure import erased_among_async
+
+        try:
+            client = await self.reader._redis()
+            async with asyncio.timeout(self.timeout_s):
+                return await erased_among_async(client, self.reader.store.project, user_ids)
+        except Exception as exc:
+            log.warning("could not check users against the erased subjects: %s", exc)
+            return set()

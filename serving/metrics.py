@@ -42,6 +42,12 @@ class Metrics:
             ["kind"],
             registry=self.registry,
         )
+        self.erased_dropped = Counter(
+            "serving_erased_subject_events_total",
+            "Events and pushed rows of erased subjects, dropped (providers/erasure.py)",
+            ["route"],
+            registry=self.registry,
+        )
         self.ingest_refused = Counter(
             "serving_ingest_refused_total",
             "Events refused: invalid (422) or broker unavailable (503)",

@@ -257,14 +257,16 @@ class PredictResponse(BaseModel):
 
 class PushResponse(BaseModel):
     written: int
+    erased: int = Field(0, description="Rows of erased subjects: dropped, not written")
     at: str
 
 
 class IngestResponse(BaseModel):
     accepted: int
     repeated: int = Field(description="Appended before (a retry): not appended again")
+    erased: int = Field(0, description="Events of erased subjects: dropped, not appended")
     stream: str
-    ids: list[str]
+    ids: list[str] = Field(description="Per event, its entry id; empty when not appended")
     broker_ms: float
 
 

@@ -311,7 +311,10 @@ def refresh_online(
     """
     from feast import FeatureStore
 
+    from providers import erasure
+
     store = FeatureStore(repo_path=feature_repo)
+    erased = erasure.erased_keys(store.config.offline_store)
     store.config.online_store.skip_dedup = (
         True  # this store object only: overwrite same-time values
     )
@@ -334,6 +337,8 @@ def refresh_online(
         rows = job.to_df()
         ts = rows[source.timestamp_field]
         rows = rows[(ts >= start) & (ts <= end)]
+        if erased and erasure.SUBJECT_KEY in rows.columns:  # never brought back online
+            rows = rows[~rows[erasure.SUBJECT_KEY].isin(erased)]
         if len(rows):
             store.write_to_online_store(name, rows)
         written += len(rows)

@@ -51,7 +51,22 @@ def read_events(
     frame = spark.read.format("jdbc").options(**options).load()
     start, end = (t if t.tzinfo else t.replace(tzinfo=dt.UTC) for t in (start, end))
     # Spark pushes these predicates down to the database (as bound JDBC filters).
-    return frame.where((F.col("event_ts") >= F.lit(start)) & (F.col("event_ts") < F.lit(end)))
+    frame = frame.where((F.col("event_ts") >= F.lit(start)) & (F.col("event_ts") < F.lit(end)))
+    return without_erased(spark, db, frame)
+
+
+def without_erased(spark: SparkSession, db: Database, frame: DataFrame) -> DataFrame:
+    """`frame` without the rows of erased subjects (providers/erasure.py): an erasure removed
+    their events, and this keeps any that arrived since from bringing them back."""
+    from providers import erasure
+
+    if erasure.SUBJECT_KEY not in frame.columns:
+        return frame
+    erased = erasure.erased_keys(db.offline_store_config())
+    if not erased:
+        return frame
+    keys = spark.createDataFrame([(k,) for k in sorted(erased)], f"{erasure.SUBJECT_KEY} long")
+    return frame.join(F.broadcast(keys), erasure.SUBJECT_KEY, "left_anti")
 
 
 _warned: set[tuple[str, int, str]] = set()  # servers whose refusal was reported

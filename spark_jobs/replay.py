@@ -62,18 +62,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _rows(conn, kind: EventKind, start: dt.datetime, end: dt.datetime) -> Iterator[tuple]:
-    """(event_ts, kind, row) in event-time order, streamed (server-side cursor)."""
+def _rows(
+    conn, kind: EventKind, start: dt.datetime, end: dt.datetime, skip_erased: bool = False
+) -> Iterator[tuple]:
+    """(event_ts, kind, row) in event-time order, streamed (server-side cursor); with
+    `skip_erased`, none of an erased subject's (providers/erasure.py)."""
     import pymysql.cursors
 
+    from providers import erasure
     from providers.tidb import sql
 
-    columns = ", ".join(sql.quote_identifier(c) for c in kind.columns)
+    columns = ", ".join(f"s.{sql.quote_identifier(c)}" for c in kind.columns)
+    erased = (
+        f" AND NOT EXISTS (SELECT 1 FROM {sql.quote_table(erasure.TOMBSTONES)} t "  # noqa: S608
+        "WHERE t.user_id = s.user_id)"
+        if skip_erased
+        else ""
+    )
     with conn.cursor(pymysql.cursors.SSDictCursor) as cur:
         cur.execute(
-            f"SELECT {columns} FROM {sql.quote_table(kind.table)} "  # noqa: S608 (quoted names)
-            "WHERE event_ts >= %s AND event_ts < %s "
-            f"ORDER BY event_ts, {sql.quote_identifier(kind.id_column)}",
+            f"SELECT {columns} FROM {sql.quote_table(kind.table)} s "  # noqa: S608 (quoted names)
+            f"WHERE s.event_ts >= %s AND s.event_ts < %s{erased} "
+            f"ORDER BY s.event_ts, s.{sql.quote_identifier(kind.id_column)}",
             (start.replace(tzinfo=None), end.replace(tzinfo=None)),
         )
         for row in cur:
@@ -84,12 +94,19 @@ def events(args: argparse.Namespace, connect) -> Iterator[tuple[float, EventKind
     """(arrival key, kind, message) in arrival order."""
     kinds = [KINDS[k] for k in args.kinds.split(",")]
     connections = [connect() for _ in kinds]
+    from providers import erasure
+    from providers.tidb import connection
+
+    skip_erased = connection.table_exists(connections[0], erasure.TOMBSTONES)
     shift = dt.timedelta(0)
     if args.shift_to_now:
         shift = dt.datetime.now(dt.UTC).replace(tzinfo=None) - args.end.replace(tzinfo=None)
     rnd = random.Random(args.seed)
     merged = heapq.merge(
-        *(_rows(c, k, args.start, args.end) for c, k in zip(connections, kinds, strict=True)),
+        *(
+            _rows(c, k, args.start, args.end, skip_erased)
+            for c, k in zip(connections, kinds, strict=True)
+        ),
         key=lambda item: (item[0], item[1]),
     )
     # Disorder: hold events in a heap keyed by event time + a random delay; release in key order

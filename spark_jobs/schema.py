@@ -14,6 +14,8 @@ import argparse
 import sys
 import time
 
+from providers import erasure
+
 RAW_TABLES = {
     "logins": """
         login_id BIGINT NOT NULL PRIMARY KEY,
@@ -143,7 +145,17 @@ PUSH_TABLES = {
         KEY idx_user_ts (user_id, event_ts)""",
 }
 
-ALL_TABLES = {**RAW_TABLES, **FEATURE_TABLES, **RUN_TABLES, **VELOCITY_TABLES, **PUSH_TABLES}
+# Erased subjects and the audit of erasures (providers/erasure.py).
+ERASURE_TABLES = erasure.TABLES
+
+ALL_TABLES = {
+    **RAW_TABLES,
+    **FEATURE_TABLES,
+    **RUN_TABLES,
+    **VELOCITY_TABLES,
+    **PUSH_TABLES,
+    **ERASURE_TABLES,
+}
 
 
 class SchemaMismatch(RuntimeError):
@@ -169,31 +181,31 @@ def declared_columns(ddl: str) -> list[str]:
     return names
 
 
-def create_statements() -> list[str]:
-    from providers.tidb.sql import quote_table
-
-    return [
-        f"CREATE TABLE IF NOT EXISTS {quote_table(name)} ({ddl}\n)"
-        for name, ddl in ALL_TABLES.items()
-    ]
-
-
 def ensure_schema(db) -> None:
     """Create every table that does not exist yet. Safe to run any number of times."""
     from providers.tidb import connection
 
     with connection.connect(db.offline_store_config()) as conn:
-        for statement in create_statements():
-            connection.execute(conn, (statement, []))
-        for table, ddl in ALL_TABLES.items():
-            missing = [
-                c for c in declared_columns(ddl) if c not in connection.columns_info(conn, table)
-            ]
-            if missing:
-                raise SchemaMismatch(
-                    f"Table {db.database}.{table} exists without the column(s) {missing} this version writes. "
-                    f"Migrate it (ALTER TABLE ... ADD COLUMN), or, for local data, drop it and run again."
-                )
+        ensure_tables(conn, ALL_TABLES)
+
+
+def ensure_tables(conn, tables: dict[str, str]) -> None:
+    """Create those of `tables` (name -> DDL body) that do not exist; refuse ones that lack a
+    column this version writes."""
+    from providers.tidb import connection
+    from providers.tidb.sql import quote_table
+
+    for name, ddl in tables.items():
+        connection.execute(conn, (f"CREATE TABLE IF NOT EXISTS {quote_table(name)} ({ddl}\n)", []))
+    for table, ddl in tables.items():
+        missing = [
+            c for c in declared_columns(ddl) if c not in connection.columns_info(conn, table)
+        ]
+        if missing:
+            raise SchemaMismatch(
+                f"Table {table} exists without the column(s) {missing} this version writes. "
+                "Migrate it (ALTER TABLE ... ADD COLUMN), or, for local data, drop it and run again."
+            )
 
 
 def create_database(db) -> None:

@@ -73,10 +73,12 @@ OUTPUT_SCHEMA = (
 )
 
 
-def prepare(views: list):
+def prepare(views: list, erased: Any = None):
     """mapInPandas: broker messages -> one row per (view, event) with the columns its aggregations
     read, the view's udf applied to the whole micro-batch at once (not per key). Messages that are
-    not valid events are dropped here; the landing query records them as dead letters."""
+    not valid events are dropped here; the landing query records them as dead letters. Events of
+    erased subjects are dropped too (`erased`: providers.erasure.MirrorCheck; a Redis error fails
+    the batch, which Spark retries, rather than let one through); the landing query counts them."""
 
     def run(frames):
         from spark_jobs.velocity import decode_frame, prepared
@@ -109,7 +111,13 @@ def prepare(views: list):
                 ready["bucket"] = (ready["key"] % BUCKETS).astype("int32")
                 out.append(ready)
             if out:
-                yield pd.concat(out, ignore_index=True)[columns]
+                batch = pd.concat(out, ignore_index=True)[columns]
+                if erased is not None:
+                    gone = erased.among(batch["key"].unique().tolist())
+                    if gone:
+                        batch = batch[~batch["key"].isin(gone)]
+                if not batch.empty:
+                    yield batch
 
     return run
 
@@ -123,8 +131,9 @@ def _processor_class():
         the keys whose next expiry the watermark passed, emits a row per change point of each,
         and writes the bucket's state with three to five calls, however many keys it touched."""
 
-        def __init__(self, views: dict[str, Any]) -> None:
+        def __init__(self, views: dict[str, Any], erased: Any = None) -> None:
             self.views = views
+            self.erased = erased  # providers.erasure.MirrorCheck, or None
 
         def init(self, handle) -> None:
             self.handle = handle
@@ -169,6 +178,19 @@ def _processor_class():
             for row in rows:
                 new.setdefault(row.key, []).append(row)
             changed: list[tuple[int, str]] = []
+            if self.erased is not None:
+                from spark_jobs.worker_cache import PURGED
+
+                # An erasure moves the mirror's version: drop its subjects' windows from the
+                # bucket (their events are dropped before this; this clears what they left).
+                version = self.erased.version()
+                if PURGED.get(group) != version:
+                    for user in self.erased.among(set(state) | set(due) | set(new)):
+                        new.pop(user, None)
+                        due.pop(user, None)
+                        if state.pop(user, None) is not None:
+                            changed.append((user, ""))
+                    PURGED[group] = version
             for user in sorted(set(new) | {k for k, e in due.items() if e <= watermark_us}):
                 windows = state.get(user)
                 if windows is None:
@@ -286,15 +308,15 @@ def read_streams(spark, broker: str, streams: list[str], args) -> Any:
     )
 
 
-def velocity_frame(source, views: list, watermark_seconds: int):
+def velocity_frame(source, views: list, watermark_seconds: int, erased: Any = None):
     """Events grouped by (view, key bucket), watermarked on event time, through the window
-    engine per key."""
-    prepared = source.mapInPandas(prepare(views), PREPARED_SCHEMA)
+    engine per key; erased subjects' events and windows dropped (`erased`: a MirrorCheck)."""
+    prepared = source.mapInPandas(prepare(views, erased), PREPARED_SCHEMA)
     return (
         prepared.withWatermark("watermark_ts", f"{int(watermark_seconds)} seconds")
         .groupBy("view", "bucket")
         .transformWithState(
-            _processor_class()({v.name: v for v in views}),
+            _processor_class()({v.name: v for v in views}, erased),
             OUTPUT_SCHEMA,
             outputMode="Update",
             timeMode="EventTime",
@@ -507,7 +529,7 @@ def run(args: argparse.Namespace) -> int:
         source = read_streams(spark, args.broker, streams, args)
         trigger = {"processingTime": f"{args.trigger_seconds} seconds"}
         velocity = (
-            velocity_frame(source, views, args.watermark_seconds)
+            velocity_frame(source, views, args.watermark_seconds, sinks.erased)
             .writeStream.queryName("velocity")
             .foreachBatch(sinks.velocity)
             .option("checkpointLocation", str(Path(args.checkpoint) / "velocity"))

@@ -131,12 +131,19 @@ def write_online(
     return written
 
 
-def land_raw(conn, messages: Iterable[tuple[str, str, str | None]], batch_rows: int = 5000):
-    """Broker messages (stream, entry id, message) into the raw tables; (landed, dead letters)."""
+def land_raw(
+    conn,
+    messages: Iterable[tuple[str, str, str | None]],
+    batch_rows: int = 5000,
+    erased: Any = None,
+) -> tuple[int, int, int]:
+    """Broker messages (stream, entry id, message) into the raw tables; (landed, dead letters,
+    events of erased subjects dropped). `erased`: providers.erasure.MirrorCheck, or None."""
     from pydantic import ValidationError
 
     by_kind: dict[str, list[tuple]] = {}
     dead: list[tuple] = []
+    users: dict[str, list[int]] = {}
     for stream, entry_id, message in messages:
         kind = BY_STREAM.get(stream)
         try:
@@ -150,6 +157,15 @@ def land_raw(conn, messages: Iterable[tuple[str, str, str | None]], batch_rows: 
             continue
         row = to_row(kind, event)
         by_kind.setdefault(kind.name, []).append(tuple(row[c] for c in kind.columns))
+        users.setdefault(kind.name, []).append(int(event.user_id))
+    dropped = 0
+    if erased is not None and users:
+        gone = erased.among({u for us in users.values() for u in us})
+        if gone:
+            for name, rows in list(by_kind.items()):
+                kept = [r for r, u in zip(rows, users[name], strict=True) if u not in gone]
+                dropped += len(rows) - len(kept)
+                by_kind[name] = kept
     with conn.cursor() as cur:
         conn.begin()
         try:
@@ -170,7 +186,7 @@ def land_raw(conn, messages: Iterable[tuple[str, str, str | None]], batch_rows: 
         except Exception:
             conn.rollback()
             raise
-    return sum(len(r) for r in by_kind.values()), len(dead)
+    return sum(len(r) for r in by_kind.values()), len(dead), dropped
 
 
 class Sinks:
@@ -184,6 +200,9 @@ class Sinks:
         self.run_id: str | None = None  # the velocity query's id, set once it has started
         self.metrics_file = metrics_file
         self._redis: Any = None
+        from providers.erasure import MirrorCheck
+
+        self.erased = MirrorCheck(store.config.online_store, store.config.project)
         self.totals = {
             "rows": 0,
             "events": 0,
@@ -191,6 +210,7 @@ class Sinks:
             "landed": 0,
             "dead_letters": 0,
             "late_events": 0,
+            "erased_events": 0,  # events of erased subjects, dropped (providers/erasure.py)
         }
         self._late_seen: dict[str, int] = {}  # Spark run id -> last batch counted
 
@@ -279,6 +299,14 @@ class Sinks:
             if isinstance(record.broker_ms, str):
                 broker_ms.extend(json.loads(record.broker_ms))
             consumed += int(record.consumed)
+        # A subject erased while this batch ran: none of its rows are written (fails closed).
+        keys = {r[v.join_key] for v, rows in rows_by_view.items() for r in rows}
+        gone = self.erased.among(keys)
+        if gone:
+            rows_by_view = {
+                v: [r for r in rows if r[v.join_key] not in gone]
+                for v, rows in rows_by_view.items()
+            }
         with connection.connect(self.db.offline_store_config()) as conn:
             assert self.run_id is not None
             fresh, _ = write_commit(
@@ -322,6 +350,7 @@ class Sinks:
         replayed micro-batch lands nothing twice (the event id is the key), though `landed`
         counts it again."""
         config, batch_rows = self.db.offline_store_config(), self.db.write_batch_rows
+        erased = self.erased
 
         def land(frames):
             from providers.tidb import connection
@@ -332,17 +361,21 @@ class Sinks:
                 if not messages:
                     continue
                 with connection.connect(config) as conn:
-                    landed, dead = land_raw(conn, messages, batch_rows)
-                yield pd.DataFrame({"landed": [landed], "dead": [dead]})
+                    landed, dead, dropped = land_raw(conn, messages, batch_rows, erased)
+                yield pd.DataFrame({"landed": [landed], "dead": [dead], "erased": [dropped]})
 
         counts = (
             frame.select("stream", "id", "message")
-            .mapInPandas(land, "landed long, dead long")
+            .mapInPandas(land, "landed long, dead long, erased long")
             .collect()
         )
         landed, dead = sum(r.landed for r in counts), sum(r.dead for r in counts)
+        dropped = sum(r.erased for r in counts)
         self.totals["landed"] += landed
         self.totals["dead_letters"] += dead
+        self.totals["erased_events"] += dropped
+        if dropped:
+            log.warning("batch %d: %d events of erased subjects dropped", batch_id, dropped)
         if dead:
             log.warning(
                 "batch %d: %d messages were not valid events (dead_letter_events)", batch_id, dead

@@ -13,3 +13,7 @@ from typing import Any
 # for a bucket. Valid only while the bucket's stored token is the same: a failed or replayed
 # batch, or another worker's write, changes or rolls back the token.
 WRITTEN: dict[tuple[str, int], tuple[str, dict[int, Any]]] = {}
+
+# (view, bucket) -> the erasure mirror's version (providers/erasure.py) whose erased keys this
+# worker last dropped from the bucket's windows.
+PURGED: dict[tuple[str, int], int] = {}

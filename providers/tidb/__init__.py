@@ -13,6 +13,7 @@ feature_store.yaml:
 
 from providers.tidb.as_of import as_of
 from providers.tidb.errors import (
+    ErasedSinceAsOf,
     InvalidEntityDataFrame,
     InvalidIdentifier,
     TiDBConfigError,
@@ -29,6 +30,7 @@ from providers.tidb.source import SavedDatasetTiDBStorage, TiDBLoggingDestinatio
 
 __all__ = [
     "as_of",
+    "ErasedSinceAsOf",
     "InvalidEntityDataFrame",
     "InvalidIdentifier",
     "SavedDatasetTiDBStorage",

@@ -78,3 +78,8 @@ class AsOfNotInContext(TiDBOfflineStoreError, RuntimeError):
 
 class TiDBReadError(TiDBOfflineStoreError):
     """The result of a query could not be read (the reader library's own error is the cause)."""
+
+
+class ErasedSinceAsOf(TiDBOfflineStoreError):
+    """An `as_of` retrieval asked for subjects erased after its knowledge time: what was known
+    then about them is gone, so the result would differ from the training set it rebuilds."""

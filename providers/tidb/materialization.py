@@ -42,6 +42,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from feast import FeatureView
 from feast.infra.common.materialization_job import MaterializationJobStatus, MaterializationTask
 from feast.infra.compute_engines.local.compute import LocalComputeEngine
@@ -242,6 +243,7 @@ class TiDBRedisEngine(LocalComputeEngine):
         kwargs.pop("type", None)
         super().__init__(**kwargs)
         self._progress: _Progress | None = None  # set while `materialize` runs
+        self._erased: pa.Array | None = None  # erased subjects, read once per `materialize`
         settings = TiDBRedisEngineConfig(batch_rows=batch_rows, processes=processes)
         self.batch_rows = settings.batch_rows
         self.processes = settings.processes
@@ -268,13 +270,17 @@ class TiDBRedisEngine(LocalComputeEngine):
         done: dict[int, LocalMaterializationJob] = {}
         progress = self._progress = _Progress(len(fast)) if fast else None
         jobs: list[Any] = []
+        self._erased = None
         try:
+            if fast:
+                self._erased = self._erased_keys()  # before forking: the children inherit it
             if self.processes > 1 and len(fast) > 1:
                 done = self._materialize_forked(registry, fast)
             for t in tasks:  # one at a time: a raise leaves the finished ones counted
                 jobs.append(done.get(id(t)) or self._materialize_one(registry, t, **kwargs))
         finally:
             self._progress = None
+            self._erased = None
             if progress is not None:
                 finished = [*jobs, *(done.get(id(t)) for t in tasks[len(jobs) :])]
                 ok = {
@@ -548,6 +554,25 @@ class TiDBRedisEngine(LocalComputeEngine):
         if progress is not None:
             progress.view_done()
 
+    def _erased_keys(self) -> pa.Array:
+        """The erased subjects (providers/erasure.py): their rows are never written online."""
+        from providers import erasure
+
+        keys = erasure.erased_keys(self.repo_config.offline_store)
+        return pa.array(sorted(keys), pa.int64())
+
+    def _without_erased(self, batch: pa.Table, join_keys: list) -> pa.Table:
+        from providers import erasure
+
+        if erasure.SUBJECT_KEY not in {k for k, _ in join_keys}:
+            return batch
+        if self._erased is None:
+            self._erased = self._erased_keys()
+        if not len(self._erased):
+            return batch
+        column = batch.column(erasure.SUBJECT_KEY).cast(pa.int64())
+        return batch.filter(pc.invert(pc.is_in(column, value_set=self._erased)))
+
     def _write_tables(self, task: MaterializationTask, tables: Iterable[pa.Table]) -> int:
         """Write the newer of `tables`' rows to Redis in Feast's format; rows written."""
         from feast.infra.online_stores.redis import _versioned_fv_name
@@ -566,6 +591,7 @@ class TiDBRedisEngine(LocalComputeEngine):
         written, rows = 0, 0
         for batch in tables:
             rows += batch.num_rows
+            batch = self._without_erased(batch, join_keys)
             redis_keys = feast_redis.entity_keys(
                 [batch.column(k) for k, _ in join_keys],
                 join_keys,

@@ -9,6 +9,7 @@ handling of `get_historical_features` in `entity.py`, and the job in `retrieval.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from pydantic import Field, StrictInt
 from providers.tidb import connection, entity, pit_sql, sql, types
 from providers.tidb.as_of import current as knowledge_time_in_force
 from providers.tidb.errors import (
+    ErasedSinceAsOf,
     TiDBConfigError,
     TiDBSourceDefinitionError,
     TiDBWriteSchemaMismatch,
@@ -47,6 +49,8 @@ from providers.tidb.source import (
     TiDBSource,
     vouched_field,
 )
+
+log = logging.getLogger(__name__)
 
 
 class TiDBOfflineStoreConfig(FeastConfigBaseModel, TiDBConnection):
@@ -69,6 +73,40 @@ class TiDBOfflineStoreConfig(FeastConfigBaseModel, TiDBConnection):
         le=200_000,
         description="Rows per INSERT transaction; keeps each under TiDB's transaction size limit.",
     )
+
+
+def _erased_since(conn, knowledge_time: dt.datetime | None, entity_df: Any) -> int:
+    """How many subjects were erased after an `as_of` knowledge time (0 without one).
+
+    Their rows were known then and are gone now, so the retrieval cannot rebuild what it pins:
+    entity rows naming one are refused (they would come back with empty features); otherwise the
+    job is marked (`erased_since_as_of`) and a warning says the result lacks them.
+    """
+    from providers import erasure
+
+    if knowledge_time is None or not connection.table_exists(conn, erasure.TOMBSTONES):
+        return 0
+    erased = erasure.erased_in_db(conn, since=knowledge_time)
+    if not erased:
+        return 0
+    if isinstance(entity_df, pd.DataFrame) and erasure.SUBJECT_KEY in entity_df.columns:
+        keys = pd.to_numeric(entity_df[erasure.SUBJECT_KEY], errors="coerce").dropna()
+        named = {int(k) for k in keys if float(k).is_integer()} & set(erased)
+        if named:
+            raise ErasedSinceAsOf(
+                f"{len(named)} subject(s) in the entity dataframe were erased after the knowledge "
+                f"time {knowledge_time.isoformat()}; what was known of them then is gone, so the "
+                "training set pinned to it cannot be rebuilt with them. Drop their rows (the "
+                f"{erasure.SUBJECT_KEY}s in `{erasure.TOMBSTONES}` erased after that time) or pin "
+                "a later knowledge time. docs/erasure.md explains."
+            )
+    log.warning(
+        "%d subject(s) were erased after the knowledge time %s: the result lacks what was known "
+        "of them then (job.erased_since_as_of; docs/erasure.md).",
+        len(erased),
+        knowledge_time.isoformat(),
+    )
+    return len(erased)
 
 
 def _store_config(config: RepoConfig) -> TiDBOfflineStoreConfig:
@@ -255,6 +293,7 @@ class TiDBOfflineStore(OfflineStore):
         kinds = entity.key_kinds(specs)
         knowledge_time = knowledge_time_in_force()
         with connection.connect(cfg) as conn:
+            erased = _erased_since(conn, knowledge_time, entity_df)
             # TiDB decorrelates the latest-row lookup's MAX; MariaDB and MySQL run it per row.
             latest_by_order = connection.flavor(conn) != "tidb"
             views = [entity.resolve(conn, i, spec, kinds) for i, spec in enumerate(specs)]
@@ -304,6 +343,7 @@ class TiDBOfflineStore(OfflineStore):
             config,
             full_feature_names,
             as_of=knowledge_time,
+            erased_since_as_of=erased,
             on_demand_feature_views=odfvs,
             metadata=RetrievalMetadata(
                 features=feature_refs,

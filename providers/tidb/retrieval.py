@@ -55,8 +55,10 @@ class TiDBRetrievalJob(RetrievalJob):
         on_demand_feature_views: list[OnDemandFeatureView] | None = None,
         metadata: RetrievalMetadata | None = None,
         as_of: dt.datetime | None = None,
+        erased_since_as_of: int = 0,
     ):
         self._plan = plan
+        self._erased_since_as_of = erased_since_as_of
         self.config = config
         self._full_feature_names = full_feature_names
         self._on_demand_feature_views = on_demand_feature_views or []
@@ -67,6 +69,12 @@ class TiDBRetrievalJob(RetrievalJob):
     def as_of(self) -> dt.datetime | None:
         """The knowledge time the result is pinned to (`providers.tidb.as_of`), or None."""
         return self._as_of
+
+    @property
+    def erased_since_as_of(self) -> int:
+        """Subjects erased after the knowledge time (providers/erasure.py): a set pinned `as_of`
+        then held their rows, which no longer exist, so this result lacks them."""
+        return self._erased_since_as_of
 
     @property
     def full_feature_names(self) -> bool:

@@ -214,6 +214,7 @@ class BatchWriter:
         self._thread = threading.Thread(target=self._run, name="served-feature-log", daemon=True)
         self._schemas: dict[str, pa.Schema] = {}
         self._views: dict[str, dict[str, str]] = {}  # service -> feature -> view (column prefix)
+        self._erased: Any = None  # providers.erasure.MirrorCheck, made on the first flush
 
     def start(self) -> None:
         self._thread.start()
@@ -258,6 +259,19 @@ class BatchWriter:
                     )
         return self._schemas[service]
 
+    def _without_erased(self, records: list[Record]) -> list[Record]:
+        """Records of erased subjects are not logged (providers/erasure.py): a request for an
+        erased user must not store them again. A Redis error raises (the batch waits)."""
+        from providers.erasure import SUBJECT_KEY, MirrorCheck
+
+        if self._erased is None:
+            self._erased = MirrorCheck(self.store.config.online_store, self.store.project)
+        keys = {r[0][SUBJECT_KEY] for r in records if r[0].get(SUBJECT_KEY) is not None}
+        gone = self._erased.among(keys)
+        if not gone:
+            return records
+        return [r for r in records if r[0].get(SUBJECT_KEY) not in gone]
+
     def _flush(self) -> bool:
         """Write what is buffered; True when something could not be written."""
         batches, self._failed = self._failed, defaultdict(list)
@@ -272,6 +286,9 @@ class BatchWriter:
                 self._failed[service] = records
                 continue
             try:
+                records = self._without_erased(records)
+                if not records:
+                    continue
                 schema = self._schema(service)
                 table = pa.Table.from_pylist(  # columns the rows lack (none, normally): null
                     log_rows(records, self._views[service]), schema=schema

@@ -27,22 +27,34 @@ async def ingest(kind: str, events: list[Any], request: Request) -> IngestRespon
     if broker is None:
         raise HTTPException(503, "No event broker is configured (SERVING_BROKER_URL).")
     started = time.perf_counter()
+    gone = await state.known_users.erased([e.user_id for e in events])
+    kept = [e for e in events if e.user_id not in gone]
+    erased = len(events) - len(kept)
+    if erased:
+        metrics.erased_dropped.labels(f"ingest_{kind}").inc(erased)
     try:
-        ids = await broker.append(event_kind.stream, [(e.event_id, encode(e)) for e in events])
+        appended = (
+            await broker.append(event_kind.stream, [(e.event_id, encode(e)) for e in kept])
+            if kept
+            else []
+        )
     except (redis.exceptions.RedisError, OSError) as exc:
         metrics.ingest_refused.labels(kind, "broker_unavailable").inc(len(events))
         log.warning("broker unavailable: %s", exc)
         raise HTTPException(
             503, "The event broker is unavailable; retry with the same event ids."
         ) from exc
-    repeated = sum(1 for i in ids if not i)
-    metrics.ingest_accepted.labels(kind).inc(len(events) - repeated)
-    unknown = await state.known_users.count_unknown([e.user_id for e in events])
+    repeated = sum(1 for i in appended if not i)
+    metrics.ingest_accepted.labels(kind).inc(len(kept) - repeated)
+    unknown = await state.known_users.count_unknown([e.user_id for e in kept]) if kept else 0
     if unknown:
         metrics.ingest_unknown_users.labels(kind).inc(unknown)
+    by_event = iter(appended)
+    ids = ["" if e.user_id in gone else next(by_event) for e in events]
     return IngestResponse(
-        accepted=len(events) - repeated,
+        accepted=len(kept) - repeated,
         repeated=repeated,
+        erased=erased,
         stream=event_kind.stream,
         ids=ids,
         broker_ms=round((time.perf_counter() - started) * 1000, 3),

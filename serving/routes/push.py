@@ -21,15 +21,30 @@ async def push(source: str, events: list[BaseModel], request: Request) -> PushRe
 
     from feast.data_source import PushMode
 
+    from providers.erasure import SUBJECT_KEY, erased_among_async
+
     started = time.perf_counter()
     state = request.app.state
     frame = pd.DataFrame([e.model_dump() for e in events])
     deadline = state.settings.push_deadline_ms
+    erased = 0
     try:
         # Feast's push is synchronous: the thread may outlive the deadline, the answer does not
         # (and a push is idempotent per key and event time: the client retries it).
         async with asyncio.timeout(deadline / 1000):
-            await run_in_threadpool(state.store.push, source, frame, to=PushMode.ONLINE_AND_OFFLINE)
+            if SUBJECT_KEY in frame.columns:  # erased subjects are never written again
+                client = await state.reader._redis()
+                gone = await erased_among_async(
+                    client, state.store.project, frame[SUBJECT_KEY].tolist()
+                )
+                if gone:
+                    frame = frame[~frame[SUBJECT_KEY].isin(gone)]
+                    erased = len(events) - len(frame)
+                    state.metrics.erased_dropped.labels(f"push_{source}").inc(erased)
+            if len(frame):
+                await run_in_threadpool(
+                    state.store.push, source, frame, to=PushMode.ONLINE_AND_OFFLINE
+                )
     except TimeoutError as exc:
         state.metrics.errors.labels("push", "deadline").inc()
         raise HTTPException(503, f"The push did not complete in {deadline:g} ms; retry.") from exc
@@ -39,7 +54,7 @@ async def push(source: str, events: list[BaseModel], request: Request) -> PushRe
             raise HTTPException(503, "The online store is unavailable; retry shortly.") from exc
         raise
     state.metrics.latency.labels("push", source).observe(time.perf_counter() - started)
-    return PushResponse(written=len(events), at=dt.datetime.now(dt.UTC).isoformat())
+    return PushResponse(written=len(frame), erased=erased, at=dt.datetime.now(dt.UTC).isoformat())
 
 
 def _endpoint(source: str, body_model: type[BaseModel]):
