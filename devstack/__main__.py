@@ -3,8 +3,12 @@
 `up` starts MariaDB (unless TIDB_HOST points at an existing TiDB/MySQL server), Redis (the online
 store) and the event broker (Redis Streams in a second, durable redis-server) on free loopback ports
 with their data under `.stack/`, waits until each answers, writes `.stack/env`
-(shell exports of the connection settings) and prints it. Running `up` twice reuses what runs.
-`down` stops them. `env` prints the exports of a running stack.
+(shell exports of the connection settings, with the admin account) and prints it. Running `up`
+twice reuses what runs. `down` stops them. `env` prints the exports of a running stack.
+
+With its own MariaDB, `up` also creates an account per role of providers/tidb/roles.py and
+writes `.stack/env.<role>` (its TIDB_USER and TIDB_PASSWORD): `source .stack/env` then
+`source .stack/env.serving` runs a process as that role, as `make demo` does for each step.
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 STACK = Path(os.environ.get("STACK_DIR") or ROOT / ".stack")
 STATE = STACK / "state.json"
 ENV_FILE = STACK / "env"
+
+
+def role_env_file(role: str) -> Path:
+    return STACK / f"env.{role}"
 
 
 def _load_state() -> dict:
@@ -46,10 +54,10 @@ def _start_redis(server: Redis, what: str) -> None:
     print(f"{what} ready on 127.0.0.1:{server.port}")
 
 
-def _write_env(env: dict[str, str]) -> None:
+def _write_env(env: dict[str, str], path: Path = ENV_FILE) -> None:
     lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
-    ENV_FILE.write_text("\n".join(lines) + "\n")
-    ENV_FILE.chmod(0o600)
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o600)
 
 
 def up() -> int:
@@ -73,7 +81,14 @@ def up() -> int:
             print("Starting MariaDB (TiDB stand-in) ...", flush=True)
             mariadb.start()
             print(f"MariaDB ready on 127.0.0.1:{mariadb.port} (data in {mariadb.data_dir})")
-        state["mariadb"] = {"port": mariadb.port, "password": mariadb.password}
+        accounts = mariadb.create_roles(passwords=state.get("mariadb", {}).get("roles"))
+        state["mariadb"] = {
+            "port": mariadb.port,
+            "password": mariadb.password,
+            "roles": {role: a["TIDB_PASSWORD"] for role, a in accounts.items()},
+        }
+        for role, account in accounts.items():
+            _write_env(account, role_env_file(role))
         env.update(mariadb.env())
         env["DEVSTACK_MANAGED"] = "1"
     _start_redis(redis, "Redis")
@@ -107,6 +122,8 @@ def down() -> int:
         print("Event broker stopped.")
     STATE.unlink(missing_ok=True)
     ENV_FILE.unlink(missing_ok=True)
+    for path in STACK.glob("env.*"):
+        path.unlink()
     return 0
 
 

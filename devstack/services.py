@@ -219,24 +219,65 @@ class MariaDB:
                 timeout_s,
                 self.log_file,
             )
-            self._admin_sql(
-                f"CREATE DATABASE IF NOT EXISTS `{self.database}`;"
-                f"CREATE USER IF NOT EXISTS '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
-                f"ALTER USER '{self.user}'@'127.0.0.1' IDENTIFIED BY '{self.password}';"
-                f"GRANT ALL PRIVILEGES ON *.* TO '{self.user}'@'127.0.0.1';"
-                "FLUSH PRIVILEGES;"
+            from providers.tidb import roles, sql
+
+            # The admin account (the DBA's: schema set-up, the tests' fixtures) and the
+            # deployment's three databases; the platform's processes use role accounts.
+            account = [self.user, LOOPBACK]
+            self._admin(
+                [
+                    *(sql.create_database(name) for name in roles.databases(self.database)),
+                    ("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", [*account, self.password]),
+                    ("ALTER USER %s@%s IDENTIFIED BY %s", [*account, self.password]),
+                    ("GRANT ALL PRIVILEGES ON *.* TO %s@%s", account),
+                ]
             )
         except BaseException:
             _stop_pid(proc.pid)  # never leave a half-started server behind
             raise
         return self
 
+    def create_roles(
+        self,
+        database: str | None = None,
+        passwords: dict[str, str] | None = None,
+        log_tables: list[str] | None = None,
+    ) -> dict[str, dict[str, str]]:
+        """An account per role of providers/tidb/roles.py for `database` (default: the stack's),
+        with the given passwords or fresh ones, serving granted `log_tables` (default: the
+        repo's services'); per role, the TIDB_USER and TIDB_PASSWORD that select it (the other
+        settings are env()'s)."""
+        from providers.tidb import roles
+
+        database = database or self.database
+        out, statements = {}, []
+        for role in roles.ROLES:
+            user = f"{database[:22]}_{role}"  # <= 32 characters: MySQL's and TiDB's limit
+            password = (passwords or {}).get(role) or secrets.token_urlsafe(18)
+            statements += roles.statements(
+                role, database, user, password, LOOPBACK, log_tables=log_tables or roles.LOG_TABLES
+            )
+            out[role] = {"TIDB_USER": user, "TIDB_PASSWORD": password}
+        self._admin(statements)
+        return out
+
+    def _admin(self, statements: list) -> None:
+        """Run statements as the server's admin. Values are escaped by pymysql's own literal
+        escaping (what it does to bound parameters), names quoted by providers.tidb.sql."""
+        import pymysql.converters
+
+        def render(text: str, params: list) -> str:
+            return text % tuple(pymysql.converters.escape_item(p, "utf8mb4") for p in params)
+
+        self._admin_sql("".join(render(t, p) + ";\n" for t, p in statements) + "FLUSH PRIVILEGES;")
+
     def _admin_sql(self, sql: str) -> None:
         client = _require_binary("mariadb", "mariadb-client")
         # mariadb-install-db gives the OS user that ran it a unix_socket account (root when root).
         admin = "root" if os.geteuid() == 0 else getpass.getuser()
-        result = subprocess.run(
-            [client, "--no-defaults", f"--socket={self.socket_path}", f"-u{admin}", "-e", sql],
+        result = subprocess.run(  # the statements on stdin: passwords never on a command line
+            [client, "--no-defaults", f"--socket={self.socket_path}", f"-u{admin}"],
+            input=sql,
             capture_output=True,
             text=True,
         )

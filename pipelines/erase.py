@@ -59,25 +59,26 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def subject_tables(conn) -> list[tuple[str, str]]:
-    """(table, column type) of every base table of the database with a `user_id` column, except
-    the tombstones: found at run time, so tables added later (a new saved dataset, a new log
-    table) are covered without a list to keep up to date."""
+def subject_tables(conn, scratch_database: str | None = None) -> list[tuple[str, str]]:
+    """(table, column type) of every base table with a `user_id` column, except the tombstones,
+    in the store's database and its scratch database (saved datasets; `database.table` there):
+    found at run time, so tables added later (a new saved dataset, a new log table) are covered
+    without a list to keep up to date."""
     from providers import erasure
 
     with conn.cursor() as cur:
         cur.execute(
-            "SELECT c.TABLE_NAME, c.DATA_TYPE FROM information_schema.COLUMNS c "
-            "JOIN information_schema.TABLES t "
+            "SELECT c.TABLE_SCHEMA, c.TABLE_NAME, c.DATA_TYPE, c.TABLE_SCHEMA = DATABASE() "
+            "FROM information_schema.COLUMNS c JOIN information_schema.TABLES t "
             "ON t.TABLE_SCHEMA = c.TABLE_SCHEMA AND t.TABLE_NAME = c.TABLE_NAME "
-            "WHERE c.TABLE_SCHEMA = DATABASE() AND c.COLUMN_NAME = %s "
-            "AND t.TABLE_TYPE = 'BASE TABLE' ORDER BY c.TABLE_NAME",
-            (erasure.SUBJECT_KEY,),
+            "WHERE c.TABLE_SCHEMA IN (DATABASE(), %s) AND c.COLUMN_NAME = %s "
+            "AND t.TABLE_TYPE = 'BASE TABLE' ORDER BY c.TABLE_SCHEMA, c.TABLE_NAME",
+            (scratch_database or "", erasure.SUBJECT_KEY),
         )
         return [
-            (str(name), str(kind).lower())
-            for name, kind in cur.fetchall()
-            if name != erasure.TOMBSTONES
+            (str(name) if here else f"{schema}.{name}", str(kind).lower())
+            for schema, name, kind, here in cur.fetchall()
+            if not (here and name == erasure.TOMBSTONES)
         ]
 
 
@@ -169,6 +170,10 @@ def _broker_entries(client, stream: str, user_id: int) -> list[bytes]:
         start = "(" + entries[-1][0].decode()
 
 
+def _scratch(store) -> str | None:
+    return getattr(store.config.offline_store, "scratch_database", None)
+
+
 def online_key(store, user_id: int) -> bytes:
     import pyarrow as pa
     from feast.value_type import ValueType
@@ -208,7 +213,9 @@ def is_stored(conn, online, broker, store, user_id: int) -> bool:
     """Whether any store holds something of the subject (stops at the first that does)."""
     from providers.events import KINDS
 
-    if any(_count_rows(conn, t, kind, user_id) for t, kind in subject_tables(conn)):
+    if any(
+        _count_rows(conn, t, kind, user_id) for t, kind in subject_tables(conn, _scratch(store))
+    ):
         return True
     if _dead_letters(conn, user_id) or online.exists(online_key(store, user_id)):
         return True
@@ -274,7 +281,7 @@ def erase(
                     (user_id, request_id, _now()),
                 )
             erasure.write_mirror(online, store.project, erasure.erased_in_db(conn))
-            for table, kind in subject_tables(conn):
+            for table, kind in subject_tables(conn, _scratch(store)):
                 n = _delete_rows(conn, table, kind, user_id)
                 if n:
                     result.erased[f"tidb:{table}"] = n

@@ -213,16 +213,24 @@ def training_set(
     with as_of(knowledge):
         job = store.get_historical_features(entity_df=rows, features=refs)
     frame = job.to_df().sort_values("event_timestamp").reset_index(drop=True)
+    if getattr(job, "erased_since_as_of", 0):
+        print(
+            f"note: {job.erased_since_as_of} subject(s) were erased after {knowledge}; this "
+            "training set lacks what was known of them then (docs/erasure.md).",
+            file=sys.stderr,
+        )
     dataset = None
     if save_dataset:
         # Microseconds: two training sets saved within one second (a retrain right after a
         # train, the Kubeflow step after the CLI) must not collide.
         stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         dataset = f"{model}_training_{stamp}"
+        table = f"training_{model}_{stamp}".lower()
+        scratch = store.config.offline_store.scratch_database  # the reader role writes there
         store.create_saved_dataset(
             from_=job,
             name=dataset,
-            storage=SavedDatasetTiDBStorage(table_ref=f"training_{model}_{stamp}".lower()),
+            storage=SavedDatasetTiDBStorage(table_ref=f"{scratch}.{table}" if scratch else table),
         )
     with connection.connect(store.config.offline_store) as conn, conn.cursor() as cur:
         known = knowledge.astimezone(dt.UTC).replace(tzinfo=None)

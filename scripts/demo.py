@@ -7,6 +7,10 @@
 5. show versioning: a training row read `as_of` a knowledge time vs the latest values,
 6. train both models, serve them over HTTP (`python -m serving`), send predictions and a push,
    and print the skew report of what was served.
+
+Each step runs with the database account of its role (providers/tidb/roles.py; `make up` writes
+them to .stack/env.<role>): the jobs as the writer, `feast apply` and materialization as the
+registry, training and the skew report as the reader, serving as serving.
 """
 
 from __future__ import annotations
@@ -28,10 +32,30 @@ DAYS = int(os.environ.get("DEMO_DAYS", "60"))
 BACKFILL_DAYS = 28
 
 
-def step(title: str, *cmd: str) -> None:
-    print(f"\n== {title}\n$ {' '.join(cmd)}", flush=True)
+def as_role(role: str | None) -> dict[str, str]:
+    """The environment of a process run as `role` (providers/tidb/roles.py): the stack's account
+    for it, from `.stack/env.<role>`. Without one (an outside server, or `role` None: the admin's
+    steps), the environment as it is."""
+    import shlex
+
+    path = Path(os.environ.get("STACK_DIR") or ROOT / ".stack") / f"env.{role}"
+    if role is None or os.environ.get("DEVSTACK_MANAGED") != "1" or not path.exists():
+        return dict(os.environ)
+    lines = path.read_text().splitlines()
+    pairs = (line.removeprefix("export ").split("=", 1) for line in lines if line)
+    return {**os.environ, **{k: shlex.split(v)[0] for k, v in pairs}}
+
+
+def step(title: str, *cmd: str, role: str | None) -> None:
+    shown = f"[as {role}] " if role else ""
+    print(f"\n== {title}\n$ {shown}{' '.join(cmd)}", flush=True)
     started = time.monotonic()
-    subprocess.run([sys.executable if c == "python" else c for c in cmd], check=True, cwd=ROOT)
+    subprocess.run(
+        [sys.executable if c == "python" else c for c in cmd],
+        check=True,
+        cwd=ROOT,
+        env=as_role(role),
+    )
     print(f"   ({time.monotonic() - started:.1f}s)", flush=True)
 
 
@@ -57,6 +81,7 @@ def start_stream_job() -> subprocess.Popen:
             "0.5",
         ],
         cwd=ROOT,
+        env=as_role("writer"),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -158,6 +183,7 @@ def serve_and_predict(history_start: dt.date) -> None:
             until.isoformat(),
             "--max-negatives",
             "5000",
+            role="reader",
         )
     stream = start_stream_job()
     port = free_port()
@@ -166,7 +192,7 @@ def serve_and_predict(history_start: dt.date) -> None:
 
     key, entry = new_key(["predict", "ingest", "admin"])
     keys = {"demo": {"sha256": entry.sha256, "scopes": sorted(entry.scopes)}}
-    env = {**os.environ, "SERVING_PORT": str(port), "SERVING_API_KEYS": json.dumps(keys)}
+    env = {**as_role("serving"), "SERVING_PORT": str(port), "SERVING_API_KEYS": json.dumps(keys)}
     print(f"\n== Serve: python -m serving (127.0.0.1:{port})", flush=True)
     server = subprocess.Popen(
         [sys.executable, "-m", "serving"],
@@ -259,6 +285,7 @@ def serve_and_predict(history_start: dt.date) -> None:
         "account_takeover",
         "--since",
         served_since.isoformat(),
+        role="reader",
     )
 
 
@@ -291,6 +318,7 @@ def main() -> int:
         "--attack-rate",
         "0.05",  # enough attacks in 28 days for both models to validate on
         "--replace",
+        role=None,  # --replace truncates the raw tables: the admin's (providers/tidb/roles.py)
     )
     before_backfill = dt.datetime.now(dt.UTC)
     step(
@@ -303,8 +331,9 @@ def main() -> int:
         "--end",
         end.isoformat(),
         "--no-progress",
+        role="writer",
     )
-    step("Register the definitions", feast_bin(), "-c", "feature_repo", "apply")
+    step("Register the definitions", feast_bin(), "-c", "feature_repo", "apply", role="registry")
     step(
         f"Backfill velocity features for {start} .. {end} (the stream job's windows)",
         "python",
@@ -314,6 +343,7 @@ def main() -> int:
         start.isoformat(),
         "--end",
         end.isoformat(),
+        role="writer",
     )
     now = dt.datetime.now(dt.UTC).replace(microsecond=0, tzinfo=None).isoformat()
     # The whole backfilled range, not materialize-incremental: on a second run the registry
@@ -326,6 +356,7 @@ def main() -> int:
         "materialize",
         dt.datetime.combine(start, dt.time()).isoformat(),
         now,
+        role="registry",
     )
 
     from feast import FeatureStore

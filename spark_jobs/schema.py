@@ -209,12 +209,14 @@ def ensure_tables(conn, tables: dict[str, str]) -> None:
 
 
 def create_database(db) -> None:
-    """CREATE DATABASE IF NOT EXISTS for the configured database (connects without one)."""
-    from providers.tidb import connection, sql
+    """CREATE DATABASE IF NOT EXISTS for the configured database, and the registry's and the
+    scratch tables' next to it (providers/tidb/roles.py; connects without a database)."""
+    from providers.tidb import connection, roles, sql
 
     server = db.offline_store_config().model_copy(update={"database": None})
     with connection.connect(server) as conn:
-        connection.execute(conn, sql.create_database(db.database))
+        for name in roles.databases(db.database):
+            connection.execute(conn, sql.create_database(name))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -231,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--create-database",
         action="store_true",
-        help="Create TIDB_DATABASE first when it does not exist (needs the CREATE privilege).",
+        help="Create TIDB_DATABASE, and its _registry and _scratch databases, first when they do "
+        "not exist (needs the CREATE privilege).",
     )
     parser.add_argument(
         "--wait-seconds",

@@ -49,9 +49,12 @@ class FeaturePlatformHook(BaseHook):
     conn_type = "feature_platform"
     hook_name = "Feature platform (Feast on TiDB)"
 
-    def __init__(self, platform_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+    def __init__(
+        self, platform_conn_id: str | None = None, role: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.platform_conn_id = platform_conn_id
+        self.role = role  # providers/tidb/roles.py: picks `feature_platform_<role>` when it exists
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
@@ -111,8 +114,19 @@ class FeaturePlatformHook(BaseHook):
 
     @cached_property
     def _connection(self):
-        """Looked up once per hook (a secrets backend or API call in Airflow 3)."""
-        return self.get_connection(self.platform_conn_id)
+        """Looked up once per hook (a secrets backend or API call in Airflow 3): the connection
+        named, else the role's own (`feature_platform_<role>`: its database account, docs/
+        deployment.md "Database roles"), else `feature_platform_default`."""
+        from airflow.sdk.exceptions import AirflowNotFoundException
+
+        if self.platform_conn_id:
+            return self.get_connection(self.platform_conn_id)
+        if self.role:
+            try:
+                return self.get_connection(f"feature_platform_{self.role}")
+            except AirflowNotFoundException:
+                pass
+        return self.get_connection(self.default_conn_name)
 
     def _extra(self) -> dict[str, Any]:
         return self._connection.extra_dejson

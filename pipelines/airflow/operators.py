@@ -54,9 +54,14 @@ def _names(value: Sequence[str] | None, what: str) -> list[str]:
 
 
 class _PlatformOperator(BaseOperator):
-    ui_color = "#e8f0fe"
+    """`role`: whose database account the command runs with (providers/tidb/roles.py): the
+    connection `feature_platform_<role>` when it exists, else `feature_platform_default`;
+    `platform_conn_id` names one outright."""
 
-    def __init__(self, *, platform_conn_id: str = FeaturePlatformHook.default_conn_name, **kwargs):
+    ui_color = "#e8f0fe"
+    role = "writer"
+
+    def __init__(self, *, platform_conn_id: str | None = None, **kwargs):
         super().__init__(**kwargs)
         self.platform_conn_id = platform_conn_id
 
@@ -64,7 +69,7 @@ class _PlatformOperator(BaseOperator):
     def hook(self) -> FeaturePlatformHook:
         """One hook per task run, kept so that on_kill can stop its command."""
         if getattr(self, "_hook", None) is None:
-            self._hook = FeaturePlatformHook(platform_conn_id=self.platform_conn_id)
+            self._hook = FeaturePlatformHook(platform_conn_id=self.platform_conn_id, role=self.role)
         return self._hook
 
     def on_kill(self) -> None:
@@ -75,6 +80,8 @@ class _PlatformOperator(BaseOperator):
 class FeastApplyOperator(_PlatformOperator):
     """`feast apply`: register the feature repo's definitions (idempotent)."""
 
+    role = "registry"
+
     def execute(self, context: Any) -> None:
         self.hook.feast("apply")
 
@@ -84,6 +91,8 @@ class FeastMaterializeIncrementalOperator(_PlatformOperator):
 
     (Not `end_date`: that name is BaseOperator's own field.)
     """
+
+    role = "registry"
 
     template_fields: Sequence[str] = ("until",)
 
@@ -181,6 +190,8 @@ class VelocityBackfillOperator(_PlatformOperator):
 class TrainModelOperator(_PlatformOperator):
     """`python -m pipelines.train <model>`: point-in-time training set `as_of`, model artefact."""
 
+    role = "reader"
+
     template_fields: Sequence[str] = ("as_of", "since", "until", "out")
 
     def __init__(
@@ -215,6 +226,8 @@ class TrainModelOperator(_PlatformOperator):
 class SkewReportOperator(_PlatformOperator):
     """`python -m pipelines.skew <model>` over a window; returns the report (XCom) and fails when a
     batch feature mismatches in more than `max_batch_mismatch_rate` of the served rows."""
+
+    role = "reader"
 
     template_fields: Sequence[str] = ("since", "until", "max_batch_mismatch_rate")
 
@@ -263,3 +276,39 @@ class SkewReportOperator(_PlatformOperator):
                 f"Train/serve skew above {rate:.2%} for {self.model}:\n" + "\n".join(offenders)
             )
         return records
+
+
+class EraseSubjectOperator(_PlatformOperator):
+    """`python -m pipelines.erase --user-id ...`: erase a subject everywhere and keep them erased
+    (docs/erasure.md); returns the audit request id (XCom). Fails when the erasure fails; running
+    the task again completes it. Typically templated from a manually triggered run's conf:
+    `user_id="{{ dag_run.conf['user_id'] }}"`."""
+
+    template_fields: Sequence[str] = ("user_id", "requested_by", "reason")
+
+    def __init__(self, *, user_id: int | str, requested_by: str, reason: str, **kwargs):
+        super().__init__(**kwargs)
+        if not _templated(user_id):
+            _positive_int(user_id, "user_id")
+        for what, value in (("requested_by", requested_by), ("reason", reason)):
+            if not isinstance(value, str) or not value.strip():
+                raise ValueError(f"{what} must be a non-empty string, got {value!r}")
+        self.user_id, self.requested_by, self.reason = user_id, requested_by, reason
+
+    def execute(self, context: Any) -> str:
+        user_id = _positive_int(self.user_id, "user_id")
+        result = self.hook.module(
+            "pipelines.erase",
+            "--user-id",
+            str(user_id),
+            "--requested-by",
+            self.requested_by,
+            "--reason",
+            self.reason,
+            "--feature-repo",
+            self.hook.feature_repo,
+        )
+        audit = re.findall(r"\(audit ([0-9a-f-]{36})\)", result.output)
+        if not audit:
+            raise AirflowException(f"pipelines.erase printed no audit id:\n{result.output[-2000:]}")
+        return audit[-1]

@@ -5,8 +5,10 @@ training set through the TiDB store, train; compiled to KFP's IR YAML.
 
 Each component is a container of the platform image running `python -m pipelines.kubeflow.steps`
 (the same code as `python -m pipelines.train`). Settings come from the cluster's `platform-env`
-ConfigMap and the `tidb-credentials` / `redis-connection` Secrets that k8s/ deploys, so a run uses
-the same TiDB, Redis and registry as serving. This module imports only kfp, and has no
+ConfigMap, the TiDB account of the step's role (`tidb-registry-credentials` for materialization,
+`tidb-reader-credentials` for the training set; providers/tidb/roles.py) and the
+`redis-connection` Secret that k8s/ deploys, so a run uses the same TiDB, Redis and registry as
+serving. This module imports only kfp, and has no
 `from __future__ import annotations`: kfp reads the components' annotations as types.
 """
 
@@ -22,10 +24,13 @@ CONFIG_MAP = "platform-env"
 CONFIG_KEYS = ["TIDB_HOST", "TIDB_PORT", "TIDB_DATABASE", "TIDB_TLS", "TIDB_TLS_CA"]
 # TiDB's CA where k8s/components/tidb-tls mounts it (TIDB_TLS_CA); absent without TLS.
 TLS_SECRET, TLS_DIR = "fraud-tidb-client-secret", "/etc/tidb-tls"
-SECRETS = {
-    "tidb-credentials": {"user": "TIDB_USER", "password": "TIDB_PASSWORD"},
-    "redis-connection": {"connection-string": "REDIS_CONNECTION_STRING"},
-}
+TIDB_KEYS = {"user": "TIDB_USER", "password": "TIDB_PASSWORD"}
+REDIS_SECRET = {"redis-connection": {"connection-string": "REDIS_CONNECTION_STRING"}}
+
+
+def tidb_secret(role: str) -> str:
+    """The Secret holding the TiDB account of a role (k8s/base/kustomization.yaml)."""
+    return f"tidb-{role}-credentials"
 
 
 @dsl.container_component
@@ -72,17 +77,18 @@ def train(training_set: dsl.Input[dsl.Dataset], model: dsl.Output[dsl.Model]):
 
 
 def _platform(
-    task: dsl.PipelineTask, *, cpu: str, memory: str, settings: bool = True
+    task: dsl.PipelineTask, *, cpu: str, memory: str, role: str | None = None
 ) -> dsl.PipelineTask:
-    """Resources, a non-root user and (for tasks that reach TiDB/Redis) the platform's settings."""
-    if settings:
+    """Resources, a non-root user and (for tasks that reach TiDB/Redis: a `role`) the platform's
+    settings with that role's TiDB account."""
+    if role is not None:
         # Run in the platform's namespace: its NetworkPolicies admit TiDB and Redis clients by
         # these labels, and TIDB_HOST / the Redis address are that namespace's Service names.
         kubernetes.add_pod_label(task, "platform.fraud/tidb-client", "true")
         kubernetes.add_pod_label(task, "platform.fraud/redis-client", "true")
         kubernetes.use_config_map_as_env(task, CONFIG_MAP, {k: k for k in CONFIG_KEYS})
         kubernetes.use_secret_as_volume(task, TLS_SECRET, TLS_DIR, optional=True)
-        for secret, keys in SECRETS.items():
+        for secret, keys in {tidb_secret(role): TIDB_KEYS, **REDIS_SECRET}.items():
             kubernetes.use_secret_as_env(task, secret, keys)
     kubernetes.set_security_context(
         task, run_as_user=10001, run_as_group=10001, run_as_non_root=True
@@ -103,7 +109,7 @@ def training_pipeline(
     until: str = "2026-11-01T00:00:00Z",
     max_negatives: int = 50_000,
 ):
-    online = _platform(materialize(until=as_of), cpu="1", memory="2Gi")
+    online = _platform(materialize(until=as_of), cpu="1", memory="2Gi", role="registry")
     online.set_display_name("materialize")
     dataset = _platform(
         build_training_set(
@@ -111,10 +117,11 @@ def training_pipeline(
         ),
         cpu="2",
         memory="8Gi",
+        role="reader",  # reads, scratch tables, the saved dataset
     ).set_display_name("build training set")
     dataset.after(online)  # Redis is current before the model that will read it is built
     _platform(
-        train(training_set=dataset.outputs["training_set"]), cpu="2", memory="4Gi", settings=False
+        train(training_set=dataset.outputs["training_set"]), cpu="2", memory="4Gi"
     ).set_display_name("train")  # reads only its input artifact: no credentials
 
 

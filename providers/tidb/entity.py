@@ -249,8 +249,11 @@ class EntityRows:
     prune: bool = True  # whether min_ts/max_ts may bound the scan of each source
 
 
-def scratch_table_name() -> str:
-    return f"_feast_entity_{uuid.uuid4().hex}"
+def scratch_table_name(cfg) -> str:
+    """A fresh scratch table, in the store's scratch database when it has one."""
+    name = f"_feast_entity_{uuid.uuid4().hex}"
+    scratch = getattr(cfg, "scratch_database", None)
+    return f"{scratch}.{name}" if scratch else name
 
 
 def _drop(table: str) -> Step:
@@ -328,7 +331,7 @@ def from_dataframe(cfg, entity_df: pd.DataFrame, kinds: dict[str, keys.KeyKind])
     # The caller's columns come back as given, with the timestamp column in UTC.
     original = entity_df.reset_index(drop=True).copy()
     original[ts_col] = timestamps.reset_index(drop=True)
-    table = scratch_table_name()
+    table = scratch_table_name(cfg)
     columns = [(sql.ROW_ID, "BIGINT NOT NULL PRIMARY KEY"), *_key_columns(kinds)]
     columns.append((pit_sql.TS, "DATETIME(6) NOT NULL"))
 
@@ -393,7 +396,7 @@ def from_query(cfg, conn, query: str, kinds: dict[str, keys.KeyKind]) -> EntityR
             )
         canonical.append(keys.canonical(column, kind, f"q.{sql.quote_identifier(name)}"))
     lo, hi = connection.fetch_one(conn, sql.min_max_of_query(source_from, ts_col)) or (None, None)
-    table = scratch_table_name()
+    table = scratch_table_name(cfg)
     key_columns = _key_columns(kinds)
     columns = [(f.name, types.ddl_for_field(f)) for f in fields]
     columns += [*key_columns, (pit_sql.TS, "DATETIME(6) NOT NULL")]
@@ -421,6 +424,7 @@ def from_query(cfg, conn, query: str, kinds: dict[str, keys.KeyKind]) -> EntityR
 
 
 def from_time_range(
+    cfg,
     conn,
     views: list[ResolvedView],
     kinds: dict[str, keys.KeyKind],
@@ -459,7 +463,7 @@ def from_time_range(
             )
         )
     select_sql, params = pit_sql.distinct_entity_rows(sources, start, end, knowledge_time)
-    table = scratch_table_name()
+    table = scratch_table_name(cfg)
     key_columns = _key_columns(kinds)
     columns = [*key_columns, (pit_sql.TS, "DATETIME(6) NOT NULL")]
     targets = [c for c, _ in columns]

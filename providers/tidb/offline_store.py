@@ -31,7 +31,7 @@ from feast.on_demand_feature_view import OnDemandFeatureView
 from feast.repo_config import FeastConfigBaseModel, RepoConfig
 from feast.utils import _get_requested_feature_views_to_features_dict, compute_non_entity_date_range
 from feast.value_type import ValueType
-from pydantic import Field, StrictInt
+from pydantic import Field, StrictInt, field_validator
 
 from providers.tidb import connection, entity, pit_sql, sql, types
 from providers.tidb.as_of import current as knowledge_time_in_force
@@ -73,6 +73,20 @@ class TiDBOfflineStoreConfig(FeastConfigBaseModel, TiDBConnection):
         le=200_000,
         description="Rows per INSERT transaction; keeps each under TiDB's transaction size limit.",
     )
+    scratch_database: str | None = Field(
+        None,
+        description="Where point-in-time joins put their scratch tables of entity rows (default: "
+        "`database`). A database of its own lets the offline reader role create and drop tables "
+        "there while it only reads the data (docs/deployment.md, Database roles).",
+    )
+
+    @field_validator("scratch_database")
+    @classmethod
+    def _scratch_name(cls, value: str | None) -> str | None:
+        if value is None or value.strip() in ("", "None"):
+            return None  # unset, or an empty ${VAR}: the store's own database
+        sql.quote_identifier(value)  # a clear error for a name no database can have
+        return value
 
 
 def _erased_since(conn, knowledge_time: dt.datetime | None, entity_df: Any) -> int:
@@ -303,7 +317,7 @@ class TiDBOfflineStore(OfflineStore):
                     start_date=kwargs.get("start_date"),
                     end_date=kwargs.get("end_date"),
                 )
-                rows = entity.from_time_range(conn, views, kinds, start, end, knowledge_time)
+                rows = entity.from_time_range(cfg, conn, views, kinds, start, end, knowledge_time)
             elif isinstance(entity_df, pd.DataFrame):
                 rows = entity.from_dataframe(cfg, entity_df, kinds)
             else:

@@ -38,7 +38,7 @@ async def push(source: str, events: list[BaseModel], request: Request) -> PushRe
                     client, state.store.project, frame[SUBJECT_KEY].tolist()
                 )
                 if gone:
-                    frame = frame[~frame[SUBJECT_KEY].isin(gone)]
+                    frame = frame[~frame[SUBJECT_KEY].isin(gone)].reset_index(drop=True)
                     erased = len(events) - len(frame)
                     state.metrics.erased_dropped.labels(f"push_{source}").inc(erased)
             if len(frame):

@@ -176,3 +176,33 @@ def test_an_exception_while_reading_terminates_the_command(hook, monkeypatch):
             ]
         )
     assert seen and seen[0].poll() is not None  # terminated, not left behind
+
+
+def test_each_role_uses_its_own_connection_when_there_is_one(monkeypatch):
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    from pipelines.airflow import operators
+
+    known = {
+        "feature_platform_default": connection(login="admin"),
+        "feature_platform_serving": connection(login="serving"),
+        "feature_platform_reader": connection(login="reader"),
+    }
+
+    def lookup(cls, conn_id):
+        if conn_id not in known:
+            raise AirflowNotFoundException(conn_id)
+        return known[conn_id]
+
+    monkeypatch.setattr(FeaturePlatformHook, "get_connection", classmethod(lookup))
+    login = lambda op: op.hook.environment()["TIDB_USER"]  # noqa: E731
+    assert login(operators.TrainModelOperator(task_id="t", model="account_takeover")) == "reader"
+    assert login(operators.FeastApplyOperator(task_id="a")) == "admin"  # no registry connection
+    assert (
+        login(
+            operators.FeastApplyOperator(task_id="b", platform_conn_id="feature_platform_serving")
+        )
+        == "serving"
+    )
+    with pytest.raises(AirflowNotFoundException):
+        FeaturePlatformHook(platform_conn_id="missing").environment()

@@ -242,3 +242,36 @@ def test_hook_is_built_from_the_operators_connection(calls):
     with mock.patch.object(FeaturePlatformHook, "feast") as feast:
         op.execute({})
     feast.assert_called_once_with("apply")
+
+
+def test_erase_subject_runs_the_erasure_and_returns_its_audit_id(calls):
+    audit = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    calls.outputs["pipelines.erase"] = CommandResult(
+        [], 0, f"  tidb:logins: 3\nErased user_id 42: 3 rows ... (audit {audit}). It stays erased\n"
+    )
+    with DAG("d", schedule=None):
+        op = operators.EraseSubjectOperator(
+            task_id="t",
+            user_id="{{ params.user }}",
+            requested_by="dpo@example.com",
+            reason="ticket 7",
+        )
+    op.render_template_fields({**CONTEXT, "params": {"user": "42"}})
+    assert op.execute({}) == audit
+    assert calls == [
+        (
+            "module",
+            (
+                "pipelines.erase", "--user-id", "42", "--requested-by", "dpo@example.com",
+                "--reason", "ticket 7", "--feature-repo", "/repo/feature_repo",
+            ),
+            (0,),
+        )
+    ]  # fmt: skip
+    calls.outputs["pipelines.erase"] = CommandResult([], 0, "nothing erased\n")
+    with pytest.raises(AirflowException, match="no audit id"):
+        op.execute({})
+    with pytest.raises(ValueError, match="user_id must be a positive integer"):
+        operators.EraseSubjectOperator(task_id="t", user_id="x", requested_by="a", reason="b")
+    with pytest.raises(ValueError, match="reason must be a non-empty string"):
+        operators.EraseSubjectOperator(task_id="t", user_id=1, requested_by="a", reason=" ")

@@ -276,8 +276,10 @@ def test_the_rendered_configuration_loads_in_feast_and_serving(overlay, monkeypa
     env = config_map(docs, "platform-env")
     repo_yaml = (ROOT / "feature_repo" / "feature_store.yaml").read_text()
     if env["TIDB_TLS"] == "true":  # k8s/components/tidb-tls: the registry URL verifies TiDB too
-        registry = "${TIDB_DATABASE}\n"
-        tls_registry = f"${{TIDB_DATABASE}}?ssl_ca={env['TIDB_TLS_CA']}&ssl_check_hostname=true\n"
+        registry = "${TIDB_DATABASE}_registry\n"
+        tls_registry = (
+            f"${{TIDB_DATABASE}}_registry?ssl_ca={env['TIDB_TLS_CA']}&ssl_check_hostname=true\n"
+        )
         assert text.count(tls_registry) == 1, name
         text_as_repo = text.replace(tls_registry, registry)
     else:
@@ -501,3 +503,41 @@ def test_serving_reads_its_api_keys_from_a_secret(overlay):
     secret = volumes[volume]["secret"]
     assert secret["secretName"] == "serving-api-keys", name
     assert {i["path"] for i in secret["items"]} == {path.rsplit("/", 1)[1]}, name
+
+
+def _role_of(args: list[str]) -> str:
+    """The role (providers/tidb/roles.py) a platform command runs as."""
+    text = " ".join(args)
+    if "serving" in args or "-m serving" in text:
+        return "serving"
+    if text.startswith("feast") or " feast " in f" {text} ":
+        return "registry"  # feast apply, feast materialize
+    if "spark_jobs." in text:
+        return "writer"  # the schema, the batch and stream jobs, the backfills
+    raise AssertionError(f"no role known for {args}")
+
+
+def _tidb_secret(env: list[dict]) -> set[str]:
+    return {
+        e["valueFrom"]["secretKeyRef"]["name"]
+        for e in env
+        if e["name"] in ("TIDB_USER", "TIDB_PASSWORD")
+    }
+
+
+def test_each_workload_connects_with_its_roles_account_only(overlay):
+    name, docs = overlay
+    seen = set()
+    for owner, spec in pod_specs(docs):
+        for c in containers(spec):
+            if not PLATFORM_IMAGE.search(c["image"]):
+                continue
+            role = _role_of(c.get("args") or c.get("command") or [])
+            seen.add(role)
+            assert _tidb_secret(c.get("env", [])) == {f"tidb-{role}-credentials"}, (
+                f"{name}: {owner}/{c['name']} should connect as {role}"
+            )
+    for app, spec in spark_apps(docs):
+        for part in ("driver", "executor"):
+            assert _tidb_secret(spec[part].get("env", [])) == {"tidb-writer-credentials"}, app
+    assert {"serving", "registry", "writer"} <= seen

@@ -41,6 +41,8 @@ def serving_stack(mariadb, tmp_path_factory):
             )
             for model in ("account_takeover", "withdrawal_fraud"):
                 train(model, dt.datetime.now(dt.UTC), out=models, save_dataset=False, **window)
+            # Serving's tests run serving with its own account (providers/tidb/roles.py).
+            accounts = mariadb.create_roles(database)
             variables = {
                 k: env[k]
                 for k in (
@@ -52,6 +54,8 @@ def serving_stack(mariadb, tmp_path_factory):
             }
         yield {
             "env": env,
+            "serving_env": {**env, **accounts["serving"]},
+            "accounts": accounts,
             "variables": variables,
             "models": models,
             "redis": redis,

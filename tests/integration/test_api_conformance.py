@@ -26,7 +26,7 @@ def server(stack, tmp_path):
     port = free_port()
     env = {
         **os.environ,
-        **stack["env"],
+        **stack["serving_env"],
         "SERVING_PORT": str(port),
         "SERVING_MODELS_DIR": str(stack["models"]),
         "SERVING_API_KEYS": json.dumps(api_keys()),

@@ -25,6 +25,16 @@ def devstack(stack: Path, *args: str, env: dict | None = None) -> subprocess.Com
     )
 
 
+def _role(stack: Path, role: str) -> dict[str, str]:
+    import shlex
+
+    lines = (stack / f"env.{role}").read_text().splitlines()
+    return {
+        k: shlex.split(v)[0]
+        for k, v in (line.removeprefix("export ").split("=", 1) for line in lines)
+    }
+
+
 def running(*patterns: str) -> list[str]:
     """Processes whose command line matches any pattern (redis-server rewrites its title to host:port)."""
     found = []
@@ -68,8 +78,27 @@ def _up_status_down(stack: Path) -> None:
     assert durable.config_get("appendfsync") == {"appendfsync": "always"}
     assert durable.config_get("appendonly") == {"appendonly": "yes"}
     durable.close()
+    serving = _role(stack, "serving")
+    assert (stack / "env.serving").stat().st_mode & 0o077 == 0  # secrets: the owner's only
+    import pymysql
+
+    conn = pymysql.connect(
+        host=env["TIDB_HOST"],
+        port=int(env["TIDB_PORT"]),
+        user=serving["TIDB_USER"],
+        password=serving["TIDB_PASSWORD"],
+        database=env["TIDB_DATABASE"],
+    )
+    with conn.cursor() as cur:  # the role account exists, and it is not the admin
+        try:
+            cur.execute("SELECT * FROM logins")
+            raise AssertionError("the serving account read raw events")
+        except pymysql.err.OperationalError as exc:
+            assert exc.args[0] == 1142, exc
+    conn.close()
     again = devstack(stack, "up")
     assert again.returncode == 0 and "already running" in again.stdout
+    assert _role(stack, "serving") == serving  # the same account: running processes keep working
     assert devstack(stack, "status").returncode == 0
     down = devstack(stack, "down")
     assert down.returncode == 0 and "warning" not in down.stdout

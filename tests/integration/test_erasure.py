@@ -39,6 +39,28 @@ def broker(tmp_path):
     server.stop()
 
 
+class Roles:
+    """Each step runs with its role's account (providers/tidb/roles.py), as a deployment does:
+    the grants are what this whole test needs."""
+
+    def __init__(self, env: dict[str, str], accounts: dict, monkeypatch):
+        self.env, self.accounts, self.monkeypatch = env, accounts, monkeypatch
+
+    def use(self, role: str) -> dict[str, str]:
+        """Switch this process to `role`; the environment for a subprocess of that role."""
+        for key, value in self.accounts[role].items():
+            self.monkeypatch.setenv(key, value)
+        return {**self.env, **self.accounts[role]}
+
+    def store(self, role: str):
+        from feast import FeatureStore
+
+        from tests.utils.jobs import ROOT
+
+        self.use(role)
+        return FeatureStore(repo_path=str(ROOT / "feature_repo"))
+
+
 @pytest.fixture
 def history(mariadb, database, redis_connection_string, broker, monkeypatch):
     from spark_jobs import backfill, generate, velocity_backfill
@@ -46,12 +68,15 @@ def history(mariadb, database, redis_connection_string, broker, monkeypatch):
     env = jobs_environment(mariadb, database, redis_connection_string, monkeypatch)
     env["BROKER_URL"] = broker.url
     monkeypatch.setenv("BROKER_URL", broker.url)
+    roles = Roles(env, mariadb.create_roles(database), monkeypatch)
+    roles.use("writer")
     assert generate.main(["--users", "60", "--days", "35", "--end", END.isoformat()]) == 0
     assert backfill.main(["--start", START, "--end", LAST, "--no-progress"]) == 0
-    feast(env, "apply")
+    feast(roles.use("registry"), "apply")
+    roles.use("writer")
     assert velocity_backfill.main(["--start", LAST, "--end", LAST]) == 0
-    feast(env, "materialize-incremental", "2026-03-02T00:00:00")
-    return env
+    feast(roles.use("registry"), "materialize-incremental", "2026-03-02T00:00:00")
+    return roles
 
 
 def frame(db, sql: str, params=None) -> pd.DataFrame:
@@ -97,7 +122,6 @@ def online_values(store, users: list[int]) -> pd.DataFrame:
 
 
 def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_server, broker):
-    from feast import FeatureStore
 
     from pipelines import erase
     from providers import erasure
@@ -105,9 +129,11 @@ def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_
     from providers.tidb import ErasedSinceAsOf, as_of
     from providers.tidb.source import SavedDatasetTiDBStorage
     from spark_jobs import backfill, velocity_backfill
-    from tests.utils.jobs import ROOT
 
-    store = FeatureStore(repo_path=str(ROOT / "feature_repo"))
+    store = history.store("reader")  # training's reads (and the saved dataset's table)
+    writer = history.store("writer")  # the erasure's
+    scratch = store.config.offline_store.scratch_database  # saved datasets live there
+    saved = f"{scratch}.training_erasure_check"
     # The subject: the user with the most transactions; the others must not change.
     subject = int(
         rows(
@@ -128,7 +154,7 @@ def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_
     )
     store.get_historical_features(
         entity_df=entity_df, features=["user_transactions:txn_count_30d"]
-    ).persist(SavedDatasetTiDBStorage("training_erasure_check"))
+    ).persist(SavedDatasetTiDBStorage(saved))
     with db.cursor() as cur:
         for n, user in enumerate((subject, others[0])):
             cur.execute(
@@ -154,27 +180,30 @@ def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_
         "transactions",
         "user_transaction_features",
         "velocity_transaction",
-        "training_erasure_check",
     } <= set(held), held
+    assert rows(db, f"SELECT COUNT(*) FROM {saved} WHERE user_id = %s", (subject,)) == [(1,)]
     online = redis_client.Redis.from_url(redis_server.url)
     key = erase.online_key(store, subject)
     assert online.exists(key)
 
     # 1. A failed erasure (the broker is unreachable) leaves the tombstone; the re-run completes.
     with pytest.raises(redis_client.ConnectionError):
-        erase.erase(store, subject, "dpo@example.com", "ticket 1", "redis://127.0.0.1:1/0")
+        erase.erase(writer, subject, "dpo@example.com", "ticket 1", "redis://127.0.0.1:1/0")
     audit = frame(db, "SELECT * FROM erasure_audit ORDER BY started_at")
     assert audit.status.tolist() == ["failed"]
     assert rows(db, "SELECT COUNT(*) FROM subject_tombstones WHERE user_id = %s", (subject,)) == [
         (1,)
     ]
-    done = erase.erase(store, subject, "dpo@example.com", "ticket 1", broker.url)
+    done = erase.erase(writer, subject, "dpo@example.com", "ticket 1", broker.url)
     assert done.status == "completed"
     assert done.erased == {"broker:events.login": 2}  # the rest went in the failed run
 
     # 2. Nothing of it anywhere; the audit says what, when and by whom, never the key.
     assert counts_of(db, subject) == {}
-    assert rows(db, "SELECT COUNT(*) FROM dead_letter_events") == [(1,)]
+    assert rows(db, f"SELECT COUNT(*) FROM {saved} WHERE user_id = %s", (subject,)) == [(0,)]
+    assert (
+        rows(db, f"SELECT COUNT(*) FROM {saved}") == [(1,)]
+    )  # the other user's row stays    assert rows(db, "SELECT COUNT(*) FROM dead_letter_events") == [(1,)]
     assert not online.exists(key)
     left = producer.xrange("events.login")
     assert len(left) == 1 and json.loads(left[0][1][MESSAGE_FIELD])["user_id"] == others[0]
@@ -187,6 +216,7 @@ def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_
     partial = json.loads(audit.erased[0])  # the failed run's record counts what it removed
     assert partial["tidb:dead_letter_events"] == 1 and partial["redis:online"] == 1
     assert partial["tidb:transactions"] == held["transactions"]
+    assert partial[f"tidb:{saved}"] == 1  # the scratch database's saved dataset too
     assert erasure.erased_among(online, store.project, [subject, others[0]]) == {subject}
 
     # 3. A late event slips into the raw table, and a pushed row into a push source's table
@@ -203,9 +233,10 @@ def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_
             "VALUES (%s, '203.0.113.2', '2026-02-28 12:00:00')",
             (subject,),
         )
+    history.use("writer")
     assert backfill.main(["--start", START, "--end", LAST, "--no-progress", "--new-run"]) == 0
     assert velocity_backfill.main(["--start", LAST, "--end", LAST]) == 0
-    feast(history, "materialize", "2026-02-01T00:00:00", "2026-03-02T00:00:00")
+    feast(history.use("registry"), "materialize", "2026-02-01T00:00:00", "2026-03-02T00:00:00")
     assert set(counts_of(db, subject)) == {"logins", "login_push_events"}  # the slipped-in rows
     assert not online.exists(key)
 
@@ -237,6 +268,7 @@ def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_
 def test_an_unknown_subject_is_a_no_op_and_bad_flags_say_what_to_fix(history, db, capsys):
     from pipelines import erase
 
+    history.use("writer")
     assert (
         erase.main(["--user-id", "999999999", "--requested-by", "dpo", "--reason", "ticket 2"]) == 0
     )

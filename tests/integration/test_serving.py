@@ -22,7 +22,7 @@ def client(stack, monkeypatch):
     from serving.main import create_app
     from serving.settings import Settings
 
-    for key, value in stack["env"].items():
+    for key, value in stack["serving_env"].items():
         monkeypatch.setenv(key, value)
     settings = Settings(
         api_keys=api_keys(),
@@ -201,7 +201,7 @@ def test_every_served_vector_is_logged_with_its_request_id(stack, db):
     from serving.settings import Settings
 
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in stack["env"].items():
+        for key, value in stack["serving_env"].items():
             mp.setenv(key, value)
         app = create_app(
             Settings(api_keys=api_keys(), models_dir=stack["models"], log_flush_seconds=30)
@@ -432,8 +432,12 @@ def test_skew_report_batch_features_match_and_push_lag_is_measured(stack, client
         == 200
     )
     client.app.state.logger.stop()  # flush now (the fixture's exit flushes again, harmlessly)
+    with pytest.MonkeyPatch.context() as mp:  # the report reads as the offline reader
+        for key, value in {**stack["env"], **stack["accounts"]["reader"]}.items():
+            mp.setenv(key, value)
+        reader = FeatureStore(repo_path=str(ROOT / "feature_repo"))
     report = skew_report(
-        FeatureStore(repo_path=str(ROOT / "feature_repo")),
+        reader,
         "account_takeover",
         started,
         dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1),
@@ -527,19 +531,21 @@ def test_unknown_user_ratio_is_null_in_json_not_a_500(client):
     assert out.json()["predictions"][0]["features"]["amount_vs_30d_mean"]["value"] is None
 
 
-def test_a_third_model_is_a_feature_service_and_an_artefact(stack, db, tmp_path, monkeypatch):
+def test_a_third_model_is_a_feature_service_and_an_artefact(
+    stack, db, tmp_path, monkeypatch, mariadb
+):
     """No code change: a feature service applied to the registry, an artefact trained on it,
     its name in SERVING_MODELS. Its route, request schema and log come from the service."""
     from feast import FeatureService, FeatureStore
     from feast.feature_logging import LoggingConfig
 
     from pipelines.train import train
-    from providers.tidb import TiDBLoggingDestination
+    from providers.tidb import TiDBLoggingDestination, roles
     from serving.main import ModelConfigError, create_app
     from serving.settings import Settings
     from tests.utils.auth import api_keys, headers
 
-    for key, value in stack["env"].items():
+    for key, value in stack["env"].items():  # applying and training: not serving's account
         monkeypatch.setenv(key, value)
     name = "login_velocity_check"
     store = FeatureStore(repo_path=str(ROOT / "feature_repo"))
@@ -569,6 +575,16 @@ def test_a_third_model_is_a_feature_service_and_an_artefact(stack, db, tmp_path,
             **window,
         )
         assert artefact.feature_service == name and artefact.format == "fraud-gbdt-v1"
+        # Serving's account is granted the new service's log table (docs/deployment.md), then
+        # serves it with nothing more.
+        accounts = stack["accounts"]
+        mariadb.create_roles(
+            stack["database"],
+            passwords={role: account["TIDB_PASSWORD"] for role, account in accounts.items()},
+            log_tables=[*roles.LOG_TABLES, f"served_{name}"],
+        )
+        for key, value in stack["serving_env"].items():
+            monkeypatch.setenv(key, value)
         settings = Settings(api_keys=api_keys(), models=[name], models_dir=tmp_path)
         with TestClient(create_app(settings), headers=headers()) as c:
             spec = c.get("/openapi.json").json()
@@ -607,4 +623,93 @@ def test_a_third_model_is_a_feature_service_and_an_artefact(stack, db, tmp_path,
         with pytest.raises(ModelConfigError, match="trained on feature service"):
             create_app(wrong)
     finally:
-        store.delete_feature_service(name)
+        store.delete_feature_service(name)  # the admin's store, made before the switch
+
+
+def test_an_erased_subject_is_not_pushed_ingested_or_logged_again(client, db, stack):
+    """Its own users (above the generated ids): erasing them touches no other test's data."""
+    from feast import FeatureStore
+
+    from pipelines import erase
+
+    subject, other = 9_500_001, 9_500_002
+    now = dt.datetime.now(dt.UTC).isoformat()
+
+    def pushed(user: int) -> dict:
+        return {
+            "user_id": user,
+            "last_login_ip": "198.51.100.10",
+            "last_login_device": "dev-erase",
+            "last_login_country": "DE",
+            "recent_ips": ["198.51.100.10"],
+            "event_ts": now,
+        }
+
+    def login(event_id: int, user: int) -> dict:
+        return {
+            "event_id": event_id,
+            "user_id": user,
+            "event_ts": now,
+            "ip": "198.51.100.10",
+            "device_id": "dev-erase",
+            "country": "DE",
+            "success": True,
+        }
+
+    def predict(user: int) -> str:
+        out = client.post(
+            "/v1/models/withdrawal_fraud/predict",
+            json={"entities": [{"user_id": user, "amount": 12.5}]},
+        )
+        assert out.status_code == 200
+        return out.json()["predictions"][0]["request_id"]
+
+    def logged(request_id: str) -> bool:
+        import pymysql
+
+        try:
+            query = "SELECT 1 FROM served_withdrawal_fraud WHERE `__request_id` = %s"
+            return bool(rows(db, query, request_id))
+        except pymysql.err.ProgrammingError:  # the first flush creates the table
+            return False
+
+    assert client.post("/v1/push/login_push", json={"events": [pushed(subject)]}).status_code == 200
+    first = predict(subject)
+    deadline = time.monotonic() + 10
+    while not logged(first) and time.monotonic() < deadline:  # flushed every 0.2 s
+        time.sleep(0.1)
+    assert logged(first)
+    with pytest.MonkeyPatch.context() as mp:  # the erasure runs as the writer role
+        for key, value in {**stack["env"], **stack["accounts"]["writer"]}.items():
+            mp.setenv(key, value)
+        store = FeatureStore(repo_path=str(Path(__file__).resolve().parents[2] / "feature_repo"))
+    done = erase.erase(store, subject, "dpo@example.com", "ticket 4", stack["broker"].url)
+    assert done.erased["tidb:login_push_events"] == 1 and done.erased["redis:online"] == 1
+    assert done.erased["tidb:served_withdrawal_fraud"] == 1
+
+    # Pushes and events of the subject are dropped and counted; the other user's go through.
+    out = client.post(
+        "/v1/push/login_push", json={"events": [pushed(subject), pushed(other)]}
+    ).json()
+    assert (out["written"], out["erased"]) == (1, 1)
+    out = client.post(
+        "/v1/events/login",
+        json={"events": [login(9_500_000_001, subject), login(9_500_000_002, other)]},
+    ).json()
+    assert (out["accepted"], out["erased"], out["ids"][0]) == (1, 1, "")
+    metrics = client.get("/metrics").text
+    assert 'serving_erased_subject_events_total{route="push_login_push"} 1.0' in metrics
+    assert 'serving_erased_subject_events_total{route="ingest_login"} 1.0' in metrics
+    # A request for the subject is answered, but not logged.
+    gone, kept = predict(subject), predict(other)
+    deadline = time.monotonic() + 10
+    while not logged(kept) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert logged(kept) and not logged(gone)
+    for table in ("login_push_events", "served_withdrawal_fraud"):
+        assert rows(db, f"SELECT COUNT(*) FROM {table} WHERE user_id = %s", (subject,)) == [(0,)]
+    import redis
+
+    online = redis.Redis.from_url(stack["redis"].url)
+    assert not online.exists(erase.online_key(store, subject))
+    assert online.exists(erase.online_key(store, other))

@@ -556,3 +556,92 @@ def test_the_broker_is_trimmed_below_what_both_queries_committed(stack, tmp_path
     assert [client.xlen(s) for s in streams] == [1, 1]  # each stream's last entry
     landed = query(stack, "SELECT COUNT(*) AS n FROM logins WHERE login_id >= %s", (first_id,))
     assert landed.n[0] == 20  # trimmed only after landing
+
+
+def _bucket_state(checkpoint: Path, view: str, bucket: int) -> tuple[set[int], set[int]]:
+    """(keys with live windows, keys with a due expiry) of one bucket, read from the checkpoint
+    with Spark's state data source."""
+    from pyspark.sql import SparkSession
+
+    spark = SparkSession.builder.master("local[1]").getOrCreate()
+    spark.streams.active  # noqa: B018 - starts the state store coordinator the reader needs
+    path = str(checkpoint / "velocity")
+    log = (
+        spark.read.format("statestore")
+        .option("path", path)
+        .option("stateVarName", "log")
+        .load()
+        .where(f"key.view = '{view}' AND key.bucket = {bucket}")
+        .collect()
+    )
+    live: dict[int, str] = {}
+    for row in log:  # in list order: the latest entry of a key wins, "" removes it
+        element = row.list_element
+        live[int(element.key)] = element.windows
+    index = (
+        spark.read.format("statestore")
+        .option("path", path)
+        .option("stateVarName", "index")
+        .load()
+        .where(f"key.view = '{view}' AND key.bucket = {bucket}")
+        .collect()
+    )
+    due = {int(k) for row in index for k in json.loads(row.value.due)}
+    return {k for k, w in live.items() if w}, due
+
+
+def test_an_erased_subject_leaves_the_window_state_and_its_late_events_are_dropped(stack, main_run):
+    """Last in the module: it erases a user of its own (above the day's ids) from the main run."""
+    from feast import FeatureStore
+
+    from pipelines import erase
+    from providers.events import KINDS, MESSAGE_FIELD, encode
+    from spark_jobs.stream import BUCKETS
+
+    store = FeatureStore(repo_path=str(ROOT / "feature_repo"))
+    subject, neighbour = 987_701, 987_701 + BUCKETS  # one bucket
+    latest = horizon(stack) + pd.Timedelta(seconds=WATERMARK_S)
+    client = redis_client.Redis.from_url(stack["broker"].url)
+    serial = iter(range(9_100_000_000, 9_200_000_000))
+
+    def login(user: int) -> None:
+        event = KINDS["login"].model(
+            event_id=next(serial),
+            user_id=user,
+            event_ts=(latest - pd.Timedelta(seconds=2)).to_pydatetime().replace(tzinfo=dt.UTC),
+            ip="198.51.100.8",
+            device_id="dev-erase",
+            country="DE",
+            success=False,
+        )
+        client.xadd("events.login", {MESSAGE_FIELD: encode(event)})
+
+    login(subject)
+    login(subject)
+    run_stream(stack, main_run["checkpoint"])
+    bucket = subject % BUCKETS
+    live, due = _bucket_state(main_run["checkpoint"], "user_login_velocity", bucket)
+    assert subject in live and subject in due
+    assert len(query(stack, "SELECT 1 FROM velocity_login WHERE user_id = %s", (subject,)))
+
+    done = erase.erase(store, subject, "dpo@example.com", "ticket 3", stack["broker"].url)
+    assert done.erased["broker:events.login"] == 2 and done.erased["tidb:velocity_login"] >= 1
+    # Late events of the subject, and one of a neighbour that makes the bucket step.
+    login(subject)
+    login(subject)
+    login(neighbour)
+    client.close()
+    totals = run_stream(stack, main_run["checkpoint"])
+    assert totals["erased_events"] == 2 and totals["events"] == 1, totals
+    live, due = _bucket_state(main_run["checkpoint"], "user_login_velocity", bucket)
+    assert subject not in live and subject not in due and neighbour in live
+    for table in ("logins", "velocity_login"):
+        users = query(
+            stack,
+            f"SELECT DISTINCT user_id FROM {table} WHERE user_id IN %s",
+            ((subject, neighbour),),
+        )
+        assert users.user_id.tolist() == [neighbour], table
+    assert online_values(stack, "user_login_velocity", ["failed_logins_10m"], [subject])[
+        "failed_logins_10m"
+    ].tolist() == [None]

@@ -88,7 +88,8 @@ def test_settings_come_from_the_clusters_configmap_and_secrets(ir):
     kustomization = yaml.safe_load((ROOT / "k8s" / "base" / "kustomization.yaml").read_text())
     (env_map,) = [g for g in kustomization["configMapGenerator"] if g["name"] == "platform-env"]
     deployed_keys = {literal.split("=", 1)[0] for literal in env_map["literals"]}
-    for name in ("exec-materialize", "exec-build-training-set"):
+    roles = {"exec-materialize": "registry", "exec-build-training-set": "reader"}
+    for name, role in roles.items():
         spec = executors[name]
         env = set()
         for source in spec["configMapAsEnv"]:
@@ -97,7 +98,8 @@ def test_settings_come_from_the_clusters_configmap_and_secrets(ir):
             assert keys <= deployed_keys, keys - deployed_keys
             env |= {k["envVar"] for k in source["keyToEnv"]}
         for source in spec["secretAsEnv"]:
-            assert source["secretName"] in {"tidb-credentials", "redis-connection"}
+            # the step's own role's account (providers/tidb/roles.py), and Redis
+            assert source["secretName"] in {f"tidb-{role}-credentials", "redis-connection"}
             env |= {k["envVar"] for k in source["keyToEnv"]}
         assert needed <= env, (name, needed - env)
         assert feature_store_variables(optional=True) <= env  # TLS, when the cluster has it

@@ -52,12 +52,19 @@ def create_database(mariadb, charset: str | None = None) -> tuple[str, object]:
         password=mariadb.password,
         autocommit=True,
     )
+    from providers.tidb import roles
+
     with admin.cursor() as cur:
         cur.execute(f"CREATE DATABASE `{name}` {charset or ''}")
+        for other in roles.databases(name)[1:]:  # the registry's and the scratch tables'
+            cur.execute(f"CREATE DATABASE `{other}` {charset or ''}")
     return name, admin
 
 
 def drop_database(admin, name: str) -> None:
+    from providers.tidb import roles
+
     with admin.cursor() as cur:
-        cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        for each in roles.databases(name):
+            cur.execute(f"DROP DATABASE IF EXISTS `{each}`")
     admin.close()
