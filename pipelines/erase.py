@@ -17,8 +17,9 @@ In order:
    subject's windows from every bucket at its next step (spark_jobs/stream.py);
 6. the audit record completed, with counts per store.
 
-A subject with no rows anywhere and no tombstone is a no-op (exit 0, said so, nothing written). A
-failed erasure (exit 1) is completed by running the same command again: the tombstone stays, the
+A subject with no rows anywhere and no tombstone is a no-op (exit 0, said so; only its audit
+record, `nothing_stored`, is written). A second sweep `--settle-seconds` after the first catches
+what a writer whose batch was in flight wrote after the tombstone. A failed erasure (exit 1) is completed by running the same command again: the tombstone stays, the
 deletes are idempotent, and a new audit record counts what the re-run removed.
 
 What this does not reach is in docs/erasure.md: Parquet training sets written to files, Kafka
@@ -125,45 +126,39 @@ def _count_rows(conn, table: str, column_type: str, user_id: int) -> int:
         return int(cur.fetchone()[0])
 
 
-def _names_subject(message: str, user_id: int) -> bool:
-    """Whether a dead letter's message (any text: it failed validation) names the subject."""
-    try:
-        data = json.loads(message)
-    except ValueError:
-        return False
-    value = data.get("user_id") if isinstance(data, dict) else None
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return value == user_id
-    return isinstance(value, str) and value.strip() == str(user_id)
-
-
 def _dead_letters(conn, user_id: int) -> list[tuple[str, str]]:
-    """(stream, entry id) of the dead letters naming the subject. The LIKE only narrows the scan
-    (digits match themselves under every collation); the JSON decides."""
-    out = []
+    """(stream, entry id) of the dead letters naming the subject, read a page at a time. The LIKE
+    on its digits only narrows the scan (digits match themselves under every collation);
+    providers.erasure.subject_of decides."""
+    from providers.erasure import subject_of
+
+    out: list[tuple[str, str]] = []
+    after = ("", "")
     with conn.cursor() as cur:
-        cur.execute(
-            "SELECT stream, entry_id, message FROM dead_letter_events WHERE message LIKE %s",
-            (f"%{user_id}%",),
-        )
-        for stream, entry_id, message in cur.fetchall():
-            if _names_subject(message, user_id):
-                out.append((stream, entry_id))
-    return out
+        while True:
+            cur.execute(
+                "SELECT stream, entry_id, message FROM dead_letter_events WHERE message LIKE %s "
+                "AND (stream > %s OR (stream = %s AND entry_id > %s)) "
+                "ORDER BY stream, entry_id LIMIT %s",
+                (f"%{user_id}%", after[0], after[0], after[1], SCAN_BATCH),
+            )
+            page = cur.fetchall()
+            out += [(st, entry) for st, entry, message in page if subject_of(message) == user_id]
+            if len(page) < SCAN_BATCH:
+                return out
+            after = (page[-1][0], page[-1][1])
 
 
 def _broker_entries(client, stream: str, user_id: int) -> list[bytes]:
     """The ids of the stream's entries whose event names the subject."""
+    from providers.erasure import subject_of
     from providers.events import MESSAGE_FIELD
 
     found, start = [], "-"
     while True:
         entries = client.xrange(stream, min=start, max="+", count=SCAN_BATCH)
         for entry_id, fields in entries:
-            message = fields.get(MESSAGE_FIELD)
-            if message is not None and _names_subject(message.decode("utf-8", "replace"), user_id):
+            if subject_of(fields.get(MESSAGE_FIELD)) == user_id:
                 found.append(entry_id)
         if len(entries) < SCAN_BATCH:
             return found
@@ -224,6 +219,37 @@ def is_stored(conn, online, broker, store, user_id: int) -> bool:
     )
 
 
+def _remove(conn, online, broker, store, user_id: int, removed: dict[str, int], prefix: str = ""):
+    """One pass over every store (idempotent), counting into `removed` as it goes: a pass that
+    fails half-way leaves the counts of what it did remove for the audit record."""
+    from providers.events import KINDS
+
+    for table, kind in subject_tables(conn, _scratch(store)):
+        n = _delete_rows(conn, table, kind, user_id)
+        if n:
+            removed[f"{prefix}tidb:{table}"] = n
+    dead = _dead_letters(conn, user_id)
+    with conn.cursor() as cur:
+        for start in range(0, len(dead), DELETE_BATCH):
+            part = dead[start : start + DELETE_BATCH]
+            cur.execute(
+                "DELETE FROM dead_letter_events WHERE "  # noqa: S608 (placeholders only)
+                + " OR ".join(["(stream = %s AND entry_id = %s)"] * len(part)),
+                [v for pair in part for v in pair],
+            )
+    if dead:
+        removed[f"{prefix}tidb:dead_letter_events"] = len(dead)
+    if online.delete(online_key(store, user_id)):
+        removed[f"{prefix}redis:online"] = 1
+    if broker is not None:
+        for kind in KINDS.values():
+            ids = _broker_entries(broker, kind.stream, user_id)
+            for start in range(0, len(ids), SCAN_BATCH):
+                broker.xdel(kind.stream, *ids[start : start + SCAN_BATCH])
+            if ids:
+                removed[f"{prefix}broker:{kind.stream}"] = len(ids)
+
+
 def _audit(conn, request_id: str, **values: Any) -> None:
     from providers import erasure
     from providers.tidb.sql import quote_identifier, quote_table
@@ -244,11 +270,16 @@ def _scrub(text: str, user_id: int) -> str:
 
 
 def erase(
-    store, user_id: int, requested_by: str, reason: str, broker_url: str | None = None
+    store,
+    user_id: int,
+    requested_by: str,
+    reason: str,
+    broker_url: str | None = None,
+    settle_seconds: float = 0.0,
 ) -> Erasure:
-    """Erase `user_id` (see the module docstring); the audit record says what was removed."""
+    """Erase `user_id` (see the module docstring); the audit record says what was removed.
+    With `settle_seconds`, every store is swept again that long after the first pass."""
     from providers import erasure
-    from providers.events import KINDS
     from providers.tidb import connection
     from providers.tidb.sql import quote_table
     from spark_jobs.schema import ensure_tables
@@ -281,30 +312,14 @@ def erase(
                     (user_id, request_id, _now()),
                 )
             erasure.write_mirror(online, store.project, erasure.erased_in_db(conn))
-            for table, kind in subject_tables(conn, _scratch(store)):
-                n = _delete_rows(conn, table, kind, user_id)
-                if n:
-                    result.erased[f"tidb:{table}"] = n
-            dead = _dead_letters(conn, user_id)
-            with conn.cursor() as cur:
-                for start in range(0, len(dead), DELETE_BATCH):
-                    part = dead[start : start + DELETE_BATCH]
-                    cur.execute(
-                        "DELETE FROM dead_letter_events WHERE "  # noqa: S608 (placeholders only)
-                        + " OR ".join(["(stream = %s AND entry_id = %s)"] * len(part)),
-                        [v for pair in part for v in pair],
-                    )
-            if dead:
-                result.erased["tidb:dead_letter_events"] = len(dead)
-            if online.delete(online_key(store, user_id)):
-                result.erased["redis:online"] = 1
-            if broker is not None:
-                for kind in KINDS.values():
-                    ids = _broker_entries(broker, kind.stream, user_id)
-                    for start in range(0, len(ids), SCAN_BATCH):
-                        broker.xdel(kind.stream, *ids[start : start + SCAN_BATCH])
-                    if ids:
-                        result.erased[f"broker:{kind.stream}"] = len(ids)
+            if broker is None:
+                result.erased["broker:not_scanned"] = 1
+            _remove(conn, online, broker, store, user_id, result.erased)
+            if settle_seconds > 0:
+                # A writer that checked before the tombstone and writes after it (a batch in
+                # flight) is caught by a second pass once its batch has had time to land.
+                time.sleep(settle_seconds)
+                _remove(conn, online, broker, store, user_id, result.erased, prefix="again:")
             result.status = "completed"
             _audit(conn, request_id, status="completed", finished_at=_now(), erased=result.erased)
             return result
@@ -321,16 +336,16 @@ def erase(
 
 
 def resync(store) -> int:
-    """Rewrite the online Redis mirror from `subject_tombstones` (after Redis lost data)."""
+    """Add what `subject_tombstones` holds to the online Redis's mirror (after Redis lost data;
+    the stream job and materialization do it too)."""
     from providers import erasure
     from providers.tidb import connection
     from spark_jobs.schema import ensure_tables
 
     with connection.connect(store.config.offline_store) as conn:
         ensure_tables(conn, erasure.TABLES)
-        keys = erasure.erased_in_db(conn)
-    erasure.write_mirror(_online_client(store), store.project, keys)
-    return len(keys)
+    client = _online_client(store)
+    return erasure.sync_mirror(store.config.offline_store, client, store.project)
 
 
 def _user_id(text: str) -> int:
@@ -368,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     target.add_argument(
         "--resync",
         action="store_true",
-        help="Only rewrite the online Redis mirror of the tombstones from TiDB.",
+        help="Only add what TiDB's tombstones hold to the online Redis's mirror of them.",
     )
     parser.add_argument(
         "--requested-by",
@@ -387,8 +402,17 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("BROKER_URL"),
         help="The event broker, redis://... ($BROKER_URL); omitted: the broker is not scanned.",
     )
+    parser.add_argument(
+        "--settle-seconds",
+        type=float,
+        default=60.0,
+        help="Sweep every store again this long after the first pass, for writers whose batch "
+        "was in flight (default: 60; longer than your longest materialization or stream batch).",
+    )
     parser.add_argument("--feature-repo", default=None, help="Feast repo (default: feature_repo/).")
     args = parser.parse_args(argv)
+    if not 0 <= args.settle_seconds <= 3600:
+        parser.error("--settle-seconds must be between 0 and 3600")
     if args.user_id is not None and (args.requested_by is None or args.reason is None):
         parser.error("--requested-by and --reason are required with --user-id")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -398,8 +422,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"Online mirror rewritten: {n} erased subject(s).")
         return 0
     started = time.monotonic()
+    if not args.broker:
+        print(
+            "warning: no --broker (or $BROKER_URL): events of the subject still on the broker "
+            "are not deleted (the stream job drops them; the audit records `broker:not_scanned`).",
+            file=sys.stderr,
+        )
     try:
-        result = erase(store, args.user_id, args.requested_by, args.reason, args.broker)
+        result = erase(
+            store, args.user_id, args.requested_by, args.reason, args.broker, args.settle_seconds
+        )
     except Exception as exc:  # the audit record says failed; the same command completes it
         print(
             f"error: the erasure failed ({type(exc).__name__}: {_scrub(str(exc), args.user_id)}). "

@@ -23,8 +23,11 @@ per store and without the key.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 SUBJECT_KEY = "user_id"
@@ -58,6 +61,33 @@ def erased_version_key(project: str) -> bytes:
     return f"{{feature_platform:{project}}}:erased:version".encode()
 
 
+def subject_of(message: str | bytes | None) -> int | None:
+    """The subject an event message names, as ingest would read its `user_id` ("42", " 42 ",
+    "+42", "042", 42.0 are 42), also for a message that failed validation or was cut short (a
+    dead letter); None when it names none."""
+    if message is None:
+        return None
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    try:
+        data = json.loads(text)
+        value = data.get(SUBJECT_KEY) if isinstance(data, dict) else None
+    except ValueError:
+        found = _USER_ID.search(text)  # not JSON (cut at 65,000 characters, or garbage)
+        value = found.group(1) if found else None
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = Decimal(str(value).strip())
+    except ArithmeticError:
+        return None
+    if not number.is_finite() or number != number.to_integral_value():
+        return None
+    return int(number)
+
+
+_USER_ID = re.compile(r'"user_id"\s*:\s*"?\s*([+-]?[0-9]+(?:\.[0-9]*)?)')
+
+
 # ----------------------------------------------------------------------------- TiDB
 
 
@@ -89,6 +119,24 @@ def erased_keys(cfg) -> set[int]:
 # ----------------------------------------------------------------------------- Redis mirror
 
 
+class MirrorMissing(RuntimeError):
+    """The online Redis has no mirror of the tombstones (it restarted empty, or was never
+    written): checks refuse to answer rather than answer "not erased"."""
+
+
+_MISSING = (
+    "the online Redis holds no list of erased subjects (restarted empty?); it is rewritten from "
+    "TiDB by the stream job's start, every materialization, and `python -m pipelines.erase "
+    "--resync`"
+)
+
+
+def _hits(wanted: list[int], version: Any, found: list) -> set[int]:
+    if version is None:
+        raise MirrorMissing(_MISSING)
+    return {k for k, hit in zip(wanted, found, strict=True) if hit}
+
+
 @dataclass(frozen=True)
 class MirrorCheck:
     """The mirror, as Spark's Python workers check it (picklable: the online store's settings;
@@ -109,7 +157,7 @@ class MirrorCheck:
     def among(self, keys: Iterable[int]) -> set[int]:
         return erased_among(self.client(), self.project, keys)
 
-    def version(self) -> int:
+    def version(self) -> str:
         return erased_version(self.client(), self.project)
 
 
@@ -117,34 +165,67 @@ _CLIENTS: dict[tuple[str, str], Any] = {}
 
 
 def erased_among(client, project: str, keys: Iterable[int]) -> set[int]:
-    """The erased ones among `keys`, from the mirror (one round trip; raises when Redis does)."""
+    """The erased ones among `keys`, from the mirror, in one round trip. Raises MirrorMissing
+    when there is no mirror, and Redis's own errors when Redis fails: never "not erased"."""
     wanted = sorted({int(k) for k in keys})
-    if not wanted:
-        return set()
-    found = client.smismember(erased_set_key(project), [str(k) for k in wanted])
-    return {k for k, hit in zip(wanted, found, strict=True) if hit}
+    pipe = client.pipeline(transaction=False)
+    pipe.get(erased_version_key(project))
+    if wanted:
+        pipe.smismember(erased_set_key(project), [str(k) for k in wanted])
+    version, *found = pipe.execute()
+    return _hits(wanted, version, found[0] if found else [])
 
 
 async def erased_among_async(client, project: str, keys: Iterable[int]) -> set[int]:
     """`erased_among` for redis.asyncio clients."""
     wanted = sorted({int(k) for k in keys})
-    if not wanted:
-        return set()
-    found = await client.smismember(erased_set_key(project), [str(k) for k in wanted])
-    return {k for k, hit in zip(wanted, found, strict=True) if hit}
+    async with client.pipeline(transaction=False) as pipe:
+        pipe.get(erased_version_key(project))
+        if wanted:
+            pipe.smismember(erased_set_key(project), [str(k) for k in wanted])
+        version, *found = await pipe.execute()
+    return _hits(wanted, version, found[0] if found else [])
 
 
-def erased_version(client, project: str) -> int:
-    return int(client.get(erased_version_key(project)) or 0)
+def erased_members(client, project: str) -> set[int]:
+    """Every erased key in the mirror (raises MirrorMissing without one)."""
+    pipe = client.pipeline(transaction=False)
+    pipe.get(erased_version_key(project))
+    pipe.smembers(erased_set_key(project))
+    version, members = pipe.execute()
+    if version is None:
+        raise MirrorMissing(_MISSING)
+    return {int(m) for m in members}
 
 
-def write_mirror(client, project: str, keys: Iterable[int]) -> None:
-    """Make the mirror exactly `keys` and raise its version (one transaction)."""
-    name = erased_set_key(project)
+def erased_version(client, project: str) -> str:
+    """A token that changes whenever a key joins the mirror (raises MirrorMissing without one)."""
+    version = client.get(erased_version_key(project))
+    if version is None:
+        raise MirrorMissing(_MISSING)
+    return version.decode() if isinstance(version, bytes) else str(version)
+
+
+def write_mirror(client, project: str, keys: Iterable[int]) -> int:
+    """Add `keys` to the mirror; a new version token when any is new or there was none. Only
+    adds: tombstones are never removed, so concurrent writers cannot drop each other's keys.
+    Returns how many keys were new."""
+    import uuid
+
     members = [str(k) for k in sorted(set(keys))]
-    pipe = client.pipeline(transaction=True)
-    pipe.delete(name)
+    name = erased_set_key(project)
+    added = 0
     for start in range(0, len(members), 10_000):  # bounded commands
-        pipe.sadd(name, *members[start : start + 10_000])
-    pipe.incr(erased_version_key(project))
-    pipe.execute()
+        added += int(client.sadd(name, *members[start : start + 10_000]))
+    if added:
+        client.set(erased_version_key(project), uuid.uuid4().hex)
+    else:
+        client.set(erased_version_key(project), uuid.uuid4().hex, nx=True)
+    return added
+
+
+def sync_mirror(cfg, client, project: str) -> int:
+    """Rewrite the mirror from `subject_tombstones` (adds what it lacks); keys it holds."""
+    keys = erased_keys(cfg)
+    write_mirror(client, project, keys)
+    return len(keys)

@@ -66,7 +66,7 @@ def without_erased(spark: SparkSession, db: Database, frame: DataFrame) -> DataF
     if not erased:
         return frame
     keys = spark.createDataFrame([(k,) for k in sorted(erased)], f"{erasure.SUBJECT_KEY} long")
-    return frame.join(F.broadcast(keys), erasure.SUBJECT_KEY, "left_anti")
+    return frame.join(F.broadcast(keys), erasure.SUBJECT_KEY, "left_anti").select(*frame.columns)
 
 
 _warned: set[tuple[str, int, str]] = set()  # servers whose refusal was reported
@@ -119,7 +119,9 @@ def _load_partitions(cfg, table: str, columns: list[str], batch_rows: int):
 
 
 def write_rows(df: DataFrame, db: Database, table: str) -> None:
-    """Append `df`'s rows to `table` (its columns by name), in bounded batches."""
+    """Append `df`'s rows to `table` (its columns by name), in bounded batches; none of a
+    subject erased since the rows were read (the tombstones are read again here)."""
+    df = without_erased(df.sparkSession, db, df)
     if bulk_refused(db, table, df.columns) is None:
         loader = _load_partitions(db.connection, table, df.columns, db.write_batch_rows)
         df.mapInArrow(loader, "rows long").agg(F.sum("rows")).collect()

@@ -77,8 +77,9 @@ def prepare(views: list, erased: Any = None):
     """mapInPandas: broker messages -> one row per (view, event) with the columns its aggregations
     read, the view's udf applied to the whole micro-batch at once (not per key). Messages that are
     not valid events are dropped here; the landing query records them as dead letters. Events of
-    erased subjects are dropped too (`erased`: providers.erasure.MirrorCheck; a Redis error fails
-    the batch, which Spark retries, rather than let one through); the landing query counts them."""
+    erased subjects are dropped too (`erased`: providers.erasure.MirrorCheck; a Redis error or a
+    missing mirror fails the batch, and the job restarts from its checkpoint, rather than let one
+    through); the landing query counts them."""
 
     def run(frames):
         from spark_jobs.velocity import decode_frame, prepared
@@ -498,6 +499,8 @@ def run(args: argparse.Namespace) -> int:
     streams = sorted({v.kind.stream for v in views})
     _check_definitions(args.checkpoint, views)
     sinks = Sinks(db, store, views, Path(args.metrics_file) if args.metrics_file else None)
+    # The workers check erased subjects against the online Redis's mirror of the tombstones and
+    # refuse to guess without one: each (re)start makes it hold what TiDB holds (below).
     spark = spark_session(
         "velocity-stream",
         args.master,
@@ -590,6 +593,10 @@ def run(args: argparse.Namespace) -> int:
         ):
             with attempt:
                 if not stopping.is_set():
+                    try:  # a restart may follow Redis losing its data: the mirror first
+                        sinks.sync_erased()
+                    except Exception as exc:  # the workers fail closed without it: they retry
+                        log.warning("could not rewrite the erased subjects' mirror: %s", exc)
                     supervise()
     finally:
         spark.stop()

@@ -159,13 +159,20 @@ def land_raw(
         by_kind.setdefault(kind.name, []).append(tuple(row[c] for c in kind.columns))
         users.setdefault(kind.name, []).append(int(event.user_id))
     dropped = 0
-    if erased is not None and users:
-        gone = erased.among({u for us in users.values() for u in us})
+    if erased is not None and (users or dead):
+        from providers.erasure import subject_of
+
+        # A dead letter keeps the message: one naming an erased subject is not kept either.
+        named = [subject_of(d[2]) for d in dead]
+        gone = erased.among({u for us in users.values() for u in us} | {n for n in named if n})
         if gone:
             for name, rows in list(by_kind.items()):
                 kept = [r for r, u in zip(rows, users[name], strict=True) if u not in gone]
                 dropped += len(rows) - len(kept)
                 by_kind[name] = kept
+            dead_kept = [d for d, n in zip(dead, named, strict=True) if n not in gone]
+            dropped += len(dead) - len(dead_kept)
+            dead = dead_kept
     with conn.cursor() as cur:
         conn.begin()
         try:
@@ -274,6 +281,22 @@ class Sinks:
                         "batch %d: %d late events (behind the watermark)", batch[1], dropped
                     )
 
+    def erased_among(self, keys) -> set[int]:
+        """The erased among `keys`; a missing mirror (Redis restarted empty) is rewritten from
+        TiDB first. Redis errors raise: the batch fails and the job restarts from its checkpoint."""
+        from providers import erasure
+
+        try:
+            return self.erased.among(keys)
+        except erasure.MirrorMissing:
+            self.sync_erased()
+            return self.erased.among(keys)
+
+    def sync_erased(self) -> None:
+        from providers import erasure
+
+        erasure.sync_mirror(self.db.offline_store_config(), self.redis(), self.store.config.project)
+
     def redis(self):
         if self._redis is None:
             from feast.infra.online_stores.redis import RedisOnlineStore
@@ -301,7 +324,7 @@ class Sinks:
             consumed += int(record.consumed)
         # A subject erased while this batch ran: none of its rows are written (fails closed).
         keys = {r[v.join_key] for v, rows in rows_by_view.items() for r in rows}
-        gone = self.erased.among(keys)
+        gone = self.erased_among(keys)
         if gone:
             rows_by_view = {
                 v: [r for r in rows if r[v.join_key] not in gone]

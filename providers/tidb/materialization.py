@@ -243,7 +243,6 @@ class TiDBRedisEngine(LocalComputeEngine):
         kwargs.pop("type", None)
         super().__init__(**kwargs)
         self._progress: _Progress | None = None  # set while `materialize` runs
-        self._erased: pa.Array | None = None  # erased subjects, read once per `materialize`
         settings = TiDBRedisEngineConfig(batch_rows=batch_rows, processes=processes)
         self.batch_rows = settings.batch_rows
         self.processes = settings.processes
@@ -270,17 +269,15 @@ class TiDBRedisEngine(LocalComputeEngine):
         done: dict[int, LocalMaterializationJob] = {}
         progress = self._progress = _Progress(len(fast)) if fast else None
         jobs: list[Any] = []
-        self._erased = None
         try:
             if fast:
-                self._erased = self._erased_keys()  # before forking: the children inherit it
+                self._sync_erased()
             if self.processes > 1 and len(fast) > 1:
                 done = self._materialize_forked(registry, fast)
             for t in tasks:  # one at a time: a raise leaves the finished ones counted
                 jobs.append(done.get(id(t)) or self._materialize_one(registry, t, **kwargs))
         finally:
             self._progress = None
-            self._erased = None
             if progress is not None:
                 finished = [*jobs, *(done.get(id(t)) for t in tasks[len(jobs) :])]
                 ok = {
@@ -554,24 +551,32 @@ class TiDBRedisEngine(LocalComputeEngine):
         if progress is not None:
             progress.view_done()
 
-    def _erased_keys(self) -> pa.Array:
-        """The erased subjects (providers/erasure.py): their rows are never written online."""
+    def _sync_erased(self) -> None:
+        """Add what `subject_tombstones` holds to the online Redis's mirror of it (it may have
+        restarted empty): every materialization repairs it (providers/erasure.py)."""
         from providers import erasure
 
-        keys = erasure.erased_keys(self.repo_config.offline_store)
-        return pa.array(sorted(keys), pa.int64())
+        client = self.online_store._get_client(self.repo_config.online_store)  # type: ignore[attr-defined]
+        erasure.sync_mirror(self.repo_config.offline_store, client, self.repo_config.project)
 
-    def _without_erased(self, batch: pa.Table, join_keys: list) -> pa.Table:
+    def _without_erased(self, client: Any, batch: pa.Table, join_keys: list) -> pa.Table:
+        """`batch` without erased subjects' rows, checked against the mirror per batch: a
+        subject erased while this run reads is not written after its erasure."""
         from providers import erasure
 
         if erasure.SUBJECT_KEY not in {k for k, _ in join_keys}:
             return batch
-        if self._erased is None:
-            self._erased = self._erased_keys()
-        if not len(self._erased):
+        project = self.repo_config.project
+        try:
+            erased = erasure.erased_members(client, project)
+        except erasure.MirrorMissing:
+            self._sync_erased()
+            erased = erasure.erased_members(client, project)
+        if not erased:
             return batch
         column = batch.column(erasure.SUBJECT_KEY).cast(pa.int64())
-        return batch.filter(pc.invert(pc.is_in(column, value_set=self._erased)))
+        keys = pa.array(sorted(erased), pa.int64())
+        return batch.filter(pc.invert(pc.is_in(column, value_set=keys)))
 
     def _write_tables(self, task: MaterializationTask, tables: Iterable[pa.Table]) -> int:
         """Write the newer of `tables`' rows to Redis in Feast's format; rows written."""
@@ -591,7 +596,7 @@ class TiDBRedisEngine(LocalComputeEngine):
         written, rows = 0, 0
         for batch in tables:
             rows += batch.num_rows
-            batch = self._without_erased(batch, join_keys)
+            batch = self._without_erased(client, batch, join_keys)
             redis_keys = feast_redis.entity_keys(
                 [batch.column(k) for k, _ in join_keys],
                 join_keys,

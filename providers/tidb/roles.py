@@ -19,7 +19,12 @@
   and SQL entity rows run with its privileges, so they can read the data database and write
   nothing there.
 - Serving cannot read raw events, features or labels, nor drop anything: it writes push rows and
-  its log, and reads the registry (online values come from Redis).
+  its log, and reads the registry (online values come from Redis). Its log tables are named one by
+  one: a new feature service's `served_<name>` is granted before serving serves it
+  (`--log-table`).
+- `subject_tombstones` and `erasure_audit` live in the data database, so the writer role, which
+  runs the erasure, can also change them. Not done: a database of their own that only an eraser
+  role writes.
 
 `statements(role, ...)` gives the CREATE USER and GRANT statements, values bound (never spliced
 into the text) and names quoted; `python -m providers.tidb.roles D` prints them for a DBA.
@@ -113,11 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("database", help="The data database (TIDB_DATABASE).")
     parser.add_argument("--host", default="%", help="The accounts' host part (default: %%).")
+    parser.add_argument(
+        "--log-table",
+        action="append",
+        default=[],
+        help="A further served-feature log table serving writes (a new feature service's "
+        "`served_<name>`); repeatable.",
+    )
     args = parser.parse_args(argv)
     quote_identifier(args.database)
+    logs = [*LOG_TABLES, *args.log_table]
     for role in ROLES:
         print(f"-- {role}: user and password are yours to choose")
-        for text, params in statements(role, args.database, f"<{role} user>", "<password>"):
+        for text, params in statements(
+            role, args.database, f"<{role} user>", "<password>", args.host, log_tables=logs
+        ):
             shown = text.replace("%%", "%")
             for value in params:
                 shown = shown.replace("%s", f"'{value}'", 1)

@@ -21,7 +21,7 @@ async def push(source: str, events: list[BaseModel], request: Request) -> PushRe
 
     from feast.data_source import PushMode
 
-    from providers.erasure import SUBJECT_KEY, erased_among_async
+    from providers.erasure import SUBJECT_KEY, MirrorMissing, erased_among_async
 
     started = time.perf_counter()
     state = request.app.state
@@ -45,6 +45,11 @@ async def push(source: str, events: list[BaseModel], request: Request) -> PushRe
                 await run_in_threadpool(
                     state.store.push, source, frame, to=PushMode.ONLINE_AND_OFFLINE
                 )
+    except MirrorMissing as exc:  # cannot tell who is erased: write nothing (retry)
+        state.metrics.errors.labels("push", "erased_list_unavailable").inc()
+        raise HTTPException(
+            503, "The list of erased subjects is not loaded yet; retry shortly."
+        ) from exc
     except TimeoutError as exc:
         state.metrics.errors.labels("push", "deadline").inc()
         raise HTTPException(503, f"The push did not complete in {deadline:g} ms; retry.") from exc

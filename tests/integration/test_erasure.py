@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import threading
 
 import pandas as pd
 import pytest
@@ -121,14 +122,17 @@ def online_values(store, users: list[int]) -> pd.DataFrame:
     ).to_df()
 
 
-def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_server, broker):
+def test_an_erased_subject_is_gone_everywhere_and_stays_gone(
+    history, db, store_config, redis_server, broker
+):
 
     from pipelines import erase
     from providers import erasure
+    from providers.erasure import subject_of
     from providers.events import KINDS, MESSAGE_FIELD, encode
     from providers.tidb import ErasedSinceAsOf, as_of
     from providers.tidb.source import SavedDatasetTiDBStorage
-    from spark_jobs import backfill, velocity_backfill
+    from spark_jobs import backfill, replay, velocity_backfill
 
     store = history.store("reader")  # training's reads (and the saved dataset's table)
     writer = history.store("writer")  # the erasure's
@@ -194,16 +198,31 @@ def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_
     assert rows(db, "SELECT COUNT(*) FROM subject_tombstones WHERE user_id = %s", (subject,)) == [
         (1,)
     ]
-    done = erase.erase(writer, subject, "dpo@example.com", "ticket 1", broker.url)
+
+    # A writer whose batch was in flight writes a row after the first sweep: the second finds it.
+    def in_flight() -> None:
+        from providers.tidb.connection import connect
+
+        with connect(store_config) as late, late.cursor() as cur:
+            cur.execute(
+                "INSERT INTO login_push_events (user_id, event_ts) VALUES (%s, NOW(6))", (subject,)
+            )
+
+    writer_thread = threading.Timer(1.0, in_flight)
+    writer_thread.start()
+    done = erase.erase(
+        writer, subject, "dpo@example.com", "ticket 1", broker.url, settle_seconds=3.0
+    )
+    writer_thread.join()
     assert done.status == "completed"
-    assert done.erased == {"broker:events.login": 2}  # the rest went in the failed run
+    # The rest went in the failed run; the in-flight row in the second sweep.
+    assert done.erased == {"broker:events.login": 2, "again:tidb:login_push_events": 1}
 
     # 2. Nothing of it anywhere; the audit says what, when and by whom, never the key.
     assert counts_of(db, subject) == {}
     assert rows(db, f"SELECT COUNT(*) FROM {saved} WHERE user_id = %s", (subject,)) == [(0,)]
-    assert (
-        rows(db, f"SELECT COUNT(*) FROM {saved}") == [(1,)]
-    )  # the other user's row stays    assert rows(db, "SELECT COUNT(*) FROM dead_letter_events") == [(1,)]
+    assert rows(db, f"SELECT COUNT(*) FROM {saved}") == [(1,)]  # the other user's row stays
+    assert rows(db, "SELECT COUNT(*) FROM dead_letter_events") == [(1,)]  # the other user's
     assert not online.exists(key)
     left = producer.xrange("events.login")
     assert len(left) == 1 and json.loads(left[0][1][MESSAGE_FIELD])["user_id"] == others[0]
@@ -233,12 +252,27 @@ def test_an_erased_subject_is_gone_everywhere_and_stays_gone(history, db, redis_
             "VALUES (%s, '203.0.113.2', '2026-02-28 12:00:00')",
             (subject,),
         )
+    # The online Redis restarts empty: the mirror of the tombstones is gone with it, and the
+    # checks refuse to answer until a materialization (below) writes it again from TiDB.
+    online.delete(erasure.erased_set_key(store.project), erasure.erased_version_key(store.project))
+    with pytest.raises(erasure.MirrorMissing):
+        erasure.erased_among(online, store.project, [subject])
     history.use("writer")
     assert backfill.main(["--start", START, "--end", LAST, "--no-progress", "--new-run"]) == 0
     assert velocity_backfill.main(["--start", LAST, "--end", LAST]) == 0
     feast(history.use("registry"), "materialize", "2026-02-01T00:00:00", "2026-03-02T00:00:00")
     assert set(counts_of(db, subject)) == {"logins", "login_push_events"}  # the slipped-in rows
     assert not online.exists(key)
+    assert erasure.erased_among(online, store.project, [subject, others[0]]) == {subject}
+    # A replay of the day from the raw tables onto the broker skips the subject's event.
+    history.use("writer")
+    replayed = replay.run(
+        replay.parse_args(
+            ["--start", LAST, "--end", END.isoformat(), "--broker", broker.url, "--kinds", "login"]
+        )
+    )
+    on_broker = [subject_of(fields[MESSAGE_FIELD]) for _, fields in producer.xrange("events.login")]
+    assert replayed > 0 and subject not in on_broker and len(set(on_broker)) > 1
 
     # 4. Every other user's values are what they were.
     for table, column in BATCH.items():

@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from pipelines.erase import _key_match, _names_subject, _scrub
-from providers.erasure import MirrorCheck, erased_set_key
+from pipelines.erase import _key_match, _scrub
+from providers.erasure import MirrorCheck, erased_set_key, subject_of
 
 
 @pytest.mark.parametrize(
@@ -17,6 +17,10 @@ from providers.erasure import MirrorCheck, erased_set_key
         ('{"user_id": "42"}', True),
         ('{"user_id": " 42 "}', True),
         ('{"user_id": 42.0}', True),
+        ('{"user_id": "+42"}', True),
+        ('{"user_id": "042"}', True),
+        ('{"user_id": 42, "ip": "cut at 65,000 charact', True),
+        ('{"user_id": "42.5"}', False),
         ('{"user_id": 420}', False),
         ('{"user_id": "4242"}', False),
         ('{"user_id": true}', False),
@@ -26,8 +30,8 @@ from providers.erasure import MirrorCheck, erased_set_key
         ("", False),
     ],
 )
-def test_a_dead_letter_names_the_subject_only_in_its_user_id(message, named):
-    assert _names_subject(message, 42) is named
+def test_a_message_names_the_subject_only_in_its_user_id_as_ingest_reads_it(message, named):
+    assert (subject_of(message) == 42) is named
 
 
 def test_keys_are_matched_as_numbers_or_as_utf8_bytes_never_through_a_collation():

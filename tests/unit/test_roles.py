@@ -8,7 +8,7 @@ from providers.tidb import roles
 
 
 def test_printed_statements_name_every_role_and_never_a_real_password(capsys):
-    assert roles.main(["fraud"]) == 0
+    assert roles.main(["fraud", "--log-table", "served_new_model"]) == 0
     out = capsys.readouterr().out
     assert "GRANT SELECT ON `fraud_registry`.* TO '<serving user>'@'%';" in out
     assert "GRANT ALL PRIVILEGES ON `fraud_scratch`.* TO '<reader user>'@'%';" in out
@@ -17,6 +17,7 @@ def test_printed_statements_name_every_role_and_never_a_real_password(capsys):
         in out
     )
     assert out.count("IDENTIFIED BY '<password>'") == 2 * len(roles.ROLES)
+    assert "ON `fraud`.`served_new_model` TO '<serving user>'@'%';" in out
     assert "DROP" not in out  # on the data: only ALL on the registry's and scratch databases
 
 
