@@ -24,7 +24,7 @@ CONFIG_MAP = "platform-env"
 CONFIG_KEYS = ["TIDB_HOST", "TIDB_PORT", "TIDB_DATABASE", "TIDB_TLS", "TIDB_TLS_CA"]
 # TiDB's CA where k8s/components/tidb-tls mounts it (TIDB_TLS_CA); absent without TLS.
 TLS_SECRET, TLS_DIR = "fraud-tidb-client-secret", "/etc/tidb-tls"
-TIDB_KEYS = {"user": "TIDB_USER", "password": "TIDB_PASSWORD"}
+ACCOUNT_KEYS = {"user": "TIDB_USER", "password": "TIDB_PASSWORD"}
 REDIS_SECRET = {"redis-connection": {"connection-string": "REDIS_CONNECTION_STRING"}}
 
 
@@ -88,7 +88,7 @@ def _platform(
         kubernetes.add_pod_label(task, "platform.fraud/redis-client", "true")
         kubernetes.use_config_map_as_env(task, CONFIG_MAP, {k: k for k in CONFIG_KEYS})
         kubernetes.use_secret_as_volume(task, TLS_SECRET, TLS_DIR, optional=True)
-        for secret, keys in {tidb_secret(role): TIDB_KEYS, **REDIS_SECRET}.items():
+        for secret, keys in {tidb_secret(role): ACCOUNT_KEYS, **REDIS_SECRET}.items():
             kubernetes.use_secret_as_env(task, secret, keys)
     kubernetes.set_security_context(
         task, run_as_user=10001, run_as_group=10001, run_as_non_root=True

@@ -1,6 +1,7 @@
 """The shipped feature_repo/ through the stock `feast` CLI: apply, materialize, read online.
 
-Real MariaDB and Redis (started by the session fixtures), the SQL registry in the same database.
+Real MariaDB and Redis (started by the session fixtures), the SQL registry in its own database
+next to the data (`<database>_registry`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def test_events_backfill_apply_materialize_and_serve(feast_env, db, monkeypatch)
     registry_tables = {
         r[0]
         for r in rows(
-            db, "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE()"
+            db,
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s",
+            (f"{feast_env['TIDB_DATABASE']}_registry",),
         )
     }
     assert {
@@ -172,7 +175,8 @@ def test_sql_registry_keeps_objects_over_64_kib(feast_env, db):
         rows(
             db,
             "SELECT COLUMN_NAME, DATA_TYPE FROM information_schema.COLUMNS "
-            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'feature_views'",
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'feature_views'",
+            (f"{feast_env['TIDB_DATABASE']}_registry",),
         )
     )
     assert types["feature_view_proto"] == "longblob"

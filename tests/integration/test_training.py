@@ -84,9 +84,11 @@ def test_train_withdrawal_fraud(trained_history, stack_db, tmp_path, redis_serve
         and m.roc_auc > 0.6
     )
     table = store.get_saved_dataset(model.saved_dataset).storage.table_ref
-    assert table.startswith("training_withdrawal_fraud_")
+    scratch, name = table.split(".")  # saved datasets go to the scratch database (roles.py)
+    assert scratch == f"{trained_history['TIDB_DATABASE']}_scratch"
+    assert name.startswith("training_withdrawal_fraud_")
     assert (
-        rows(stack_db, f"SELECT COUNT(*) FROM `{table}`")[0][0]
+        rows(stack_db, f"SELECT COUNT(*) FROM `{scratch}`.`{name}`")[0][0]
         == m.training_rows + m.validation_rows
     )
 

@@ -52,19 +52,20 @@ def create_database(mariadb, charset: str | None = None) -> tuple[str, object]:
         password=mariadb.password,
         autocommit=True,
     )
-    from providers.tidb import roles
-
     with admin.cursor() as cur:
-        cur.execute(f"CREATE DATABASE `{name}` {charset or ''}")
-        for other in roles.databases(name)[1:]:  # the registry's and the scratch tables'
-            cur.execute(f"CREATE DATABASE `{other}` {charset or ''}")
+        for each in _databases(name):
+            cur.execute(f"CREATE DATABASE `{each}` {charset or ''}")
     return name, admin
 
 
-def drop_database(admin, name: str) -> None:
-    from providers.tidb import roles
+def _databases(name: str) -> list[str]:
+    """providers.tidb.roles.databases, spelled out: the Airflow suite's environment creates
+    databases too, and has no pandas for providers.tidb's package to import."""
+    return [name, f"{name}_registry", f"{name}_scratch"]
 
+
+def drop_database(admin, name: str) -> None:
     with admin.cursor() as cur:
-        for each in roles.databases(name):
+        for each in _databases(name):
             cur.execute(f"DROP DATABASE IF EXISTS `{each}`")
     admin.close()
