@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -127,6 +128,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+_PLAIN_NAME = re.compile(r"^[A-Za-z0-9_]{1,48}$")
+_PLAIN_VALUE = re.compile(r"^[A-Za-z0-9_.:@-]*$")  # a string literal of these needs no escapes
+
+
 @dataclass
 class MariaDB:
     """A MariaDB server (the MySQL-protocol stand-in for TiDB) in `data_dir` on a loopback port.
@@ -219,14 +224,18 @@ class MariaDB:
                 timeout_s,
                 self.log_file,
             )
-            from providers.tidb import roles, sql
-
             # The admin account (the DBA's: schema set-up, the tests' fixtures) and the
-            # deployment's three databases; the platform's processes use role accounts.
+            # deployment's three databases (providers/tidb/roles.py names them); the platform's
+            # processes use role accounts (create_roles). The names are checked, not quoted
+            # here: this runs where providers.tidb (Feast, pandas) is not installed (Airflow's
+            # environment), and a name of letters, digits and underscores needs no quoting.
+            if not _PLAIN_NAME.match(self.database):
+                raise ServiceError(f"database name {self.database!r}: use letters, digits and _")
+            names = [self.database, f"{self.database}_registry", f"{self.database}_scratch"]
             account = [self.user, LOOPBACK]
             self._admin(
                 [
-                    *(sql.create_database(name) for name in roles.databases(self.database)),
+                    *((f"CREATE DATABASE IF NOT EXISTS `{name}`", []) for name in names),
                     ("CREATE USER IF NOT EXISTS %s@%s IDENTIFIED BY %s", [*account, self.password]),
                     ("ALTER USER %s@%s IDENTIFIED BY %s", [*account, self.password]),
                     ("GRANT ALL PRIVILEGES ON *.* TO %s@%s", account),
@@ -262,12 +271,22 @@ class MariaDB:
         return out
 
     def _admin(self, statements: list) -> None:
-        """Run statements as the server's admin. Values are escaped by pymysql's own literal
-        escaping (what it does to bound parameters), names quoted by providers.tidb.sql."""
-        import pymysql.converters
+        """Run statements as the server's admin, each (text, values). Values are escaped by
+        pymysql's own literal escaping (what it does to bound parameters); where pymysql is not
+        installed (Airflow's environment) only values that need no escaping are taken (our
+        generated passwords and names are such)."""
+
+        def literal(value: str) -> str:
+            try:
+                import pymysql.converters
+            except ImportError:
+                if not _PLAIN_VALUE.match(value):
+                    raise ServiceError("a value with quotes or spaces needs pymysql") from None
+                return f"'{value}'"
+            return pymysql.converters.escape_item(value, "utf8mb4")
 
         def render(text: str, params: list) -> str:
-            return text % tuple(pymysql.converters.escape_item(p, "utf8mb4") for p in params)
+            return text % tuple(literal(p) for p in params)
 
         self._admin_sql("".join(render(t, p) + ";\n" for t, p in statements) + "FLUSH PRIVILEGES;")
 
