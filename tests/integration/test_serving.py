@@ -237,34 +237,45 @@ def test_every_served_vector_is_logged_with_its_request_id(stack, db):
         assert count == served[request_id]["features"]["txn_count_30d"]["value"]
 
 
+def predict_withdrawal(client, user: int) -> str:
+    """One scored withdrawal; its request id."""
+    out = client.post(
+        "/v1/models/withdrawal_fraud/predict",
+        json={"entities": [{"user_id": user, "amount": 12.5}]},
+    )
+    assert out.status_code == 200
+    return out.json()["predictions"][0]["request_id"]
+
+
+def logged(db, request_id: str) -> bool:
+    """Whether the request is in the withdrawal model's log (no table yet: not logged)."""
+    import pymysql
+
+    try:
+        query = "SELECT 1 FROM served_withdrawal_fraud WHERE `__request_id` = %s"
+        return bool(rows(db, query, request_id))
+    except pymysql.err.ProgrammingError:  # the first flush creates the table
+        return False
+
+
 def test_a_killed_log_writer_is_replaced_and_later_rows_are_logged(client, db):
     def predict(user: int) -> str:
-        out = client.post(
-            "/v1/models/withdrawal_fraud/predict",
-            json={"entities": [{"user_id": user, "amount": 12.5}]},
-        )
-        assert out.status_code == 200
-        return out.json()["predictions"][0]["request_id"]
-
-    def logged(request_id: str) -> bool:
-        return bool(
-            rows(db, "SELECT 1 FROM served_withdrawal_fraud WHERE `__request_id` = %s", request_id)
-        )
+        return predict_withdrawal(client, user)
 
     logger = client.app.state.logger
     first = predict(7)
     deadline = time.monotonic() + 10
-    while not logged(first) and time.monotonic() < deadline:  # flushed every 0.2 s
+    while not logged(db, first) and time.monotonic() < deadline:  # flushed every 0.2 s
         time.sleep(0.1)
-    assert logged(first)
+    assert logged(db, first)
     killed = logger.process
     os.kill(killed.pid, signal.SIGKILL)
     killed.join(5)
     second = predict(8)  # sending its row finds the pipe broken; a new writer takes the row
     deadline = time.monotonic() + 10
-    while not logged(second) and time.monotonic() < deadline:
+    while not logged(db, second) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert logged(second)
+    assert logged(db, second)
     assert logger.process.pid != killed.pid and logger.process.is_alive()
 
 
@@ -658,28 +669,14 @@ def test_an_erased_subject_is_not_pushed_ingested_or_logged_again(client, db, st
         }
 
     def predict(user: int) -> str:
-        out = client.post(
-            "/v1/models/withdrawal_fraud/predict",
-            json={"entities": [{"user_id": user, "amount": 12.5}]},
-        )
-        assert out.status_code == 200
-        return out.json()["predictions"][0]["request_id"]
-
-    def logged(request_id: str) -> bool:
-        import pymysql
-
-        try:
-            query = "SELECT 1 FROM served_withdrawal_fraud WHERE `__request_id` = %s"
-            return bool(rows(db, query, request_id))
-        except pymysql.err.ProgrammingError:  # the first flush creates the table
-            return False
+        return predict_withdrawal(client, user)
 
     assert client.post("/v1/push/login_push", json={"events": [pushed(subject)]}).status_code == 200
     first = predict(subject)
     deadline = time.monotonic() + 10
-    while not logged(first) and time.monotonic() < deadline:  # flushed every 0.2 s
+    while not logged(db, first) and time.monotonic() < deadline:  # flushed every 0.2 s
         time.sleep(0.1)
-    assert logged(first)
+    assert logged(db, first)
     with pytest.MonkeyPatch.context() as mp:  # the erasure runs as the writer role
         for key, value in {**stack["env"], **stack["accounts"]["writer"]}.items():
             mp.setenv(key, value)
@@ -706,9 +703,9 @@ def test_an_erased_subject_is_not_pushed_ingested_or_logged_again(client, db, st
     # A request for the subject is answered, but not logged.
     gone, kept = predict(subject), predict(other)
     deadline = time.monotonic() + 10
-    while not logged(kept) and time.monotonic() < deadline:
+    while not logged(db, kept) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert logged(kept) and not logged(gone)
+    assert logged(db, kept) and not logged(db, gone)
     for table in ("login_push_events", "served_withdrawal_fraud"):
         assert rows(db, f"SELECT COUNT(*) FROM {table} WHERE user_id = %s", (subject,)) == [(0,)]
     import redis

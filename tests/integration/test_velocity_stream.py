@@ -569,28 +569,21 @@ def _bucket_state(checkpoint: Path, view: str, bucket: int) -> tuple[set[int], s
 
     spark = SparkSession.builder.master("local[1]").getOrCreate()
     spark.streams.active  # noqa: B018 - starts the state store coordinator the reader needs
-    path = str(checkpoint / "velocity")
-    log = (
-        spark.read.format("statestore")
-        .option("path", path)
-        .option("stateVarName", "log")
-        .load()
-        .where(f"key.view = '{view}' AND key.bucket = {bucket}")
-        .collect()
-    )
+
+    def state(name: str) -> list:
+        return (
+            spark.read.format("statestore")
+            .option("path", str(checkpoint / "velocity"))
+            .option("stateVarName", name)
+            .load()
+            .where(f"key.view = '{view}' AND key.bucket = {bucket}")
+            .collect()
+        )
+
     live: dict[int, str] = {}
-    for row in log:  # in list order: the latest entry of a key wins, "" removes it
-        element = row.list_element
-        live[int(element.key)] = element.windows
-    index = (
-        spark.read.format("statestore")
-        .option("path", path)
-        .option("stateVarName", "index")
-        .load()
-        .where(f"key.view = '{view}' AND key.bucket = {bucket}")
-        .collect()
-    )
-    due = {int(k) for row in index for k in json.loads(row.value.due)}
+    for row in state("log"):  # in list order: the latest entry of a key wins, "" removes it
+        live[int(row.list_element.key)] = row.list_element.windows
+    due = {int(k) for row in state("index") for k in json.loads(row.value.due)}
     return {k for k, w in live.items() if w}, due
 
 
